@@ -1,0 +1,34 @@
+"""Named models, accelerators, SLO classes and efficiency factors, loaded from the YAML files beside this
+module. The YAML files are the data; each entry cites its public source."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_HERE = Path(__file__).parent
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    with open(_HERE / f"{name}.yaml", encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def model_entries() -> dict[str, dict[str, Any]]:
+    return _load("models")
+
+
+def hardware_entries() -> dict[str, dict[str, Any]]:
+    return _load("hardware")
+
+
+def slo_classes() -> dict[str, dict[str, float]]:
+    return _load("slo_classes")
+
+
+def efficiency_defaults() -> dict[str, dict[str, dict[str, Any]]]:
+    return _load("efficiency")

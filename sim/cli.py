@@ -1,0 +1,110 @@
+"""`simulate SCENARIO.yaml`: run a scenario and write its results.
+
+Thin on purpose: options are parsed here, everything else is delegated. Bad input of any kind ends with one
+line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sim.errors import InputError
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Results folder (default: results/<scenario name>/).",
+)
+@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a scenario field, e.g. --set fleet.replicas=4 (repeatable; value read as YAML).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout instead of the table.")
+@click.option(
+    "--per-request", is_flag=True, help="Include every request (with its ITL list) in summary.json."
+)
+@click.option("--no-plot", is_flag=True, help="Skip the time-series PNG.")
+@click.option("--schema", is_flag=True, help="Print the scenario JSON Schema and exit.")
+def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, schema):
+    """Simulate the vLLM fleet described by SCENARIO (a YAML file) and report goodput and latencies."""
+    if schema:
+        from sim.scenario import Scenario
+
+        click.echo(json.dumps(Scenario.model_json_schema(by_alias=True), indent=2))
+        return
+    if scenario is None:
+        _fail("missing SCENARIO (a YAML file); see `simulate --help`")
+    if seed is not None and seed < 0:
+        _fail("--seed: must be >= 0")
+    try:
+        from sim.loader import load_scenario
+        from sim.resolve import resolve
+
+        sc = load_scenario(scenario, overrides)
+        resolved = resolve(sc)
+        result = _run(resolved, seed, show_progress=not as_json)
+    except InputError as err:
+        _fail(str(err))
+
+    from sim.report.files import summary_document, write_results
+
+    target = out_dir or Path("results") / sc.name
+    try:
+        written = write_results(
+            result, target, per_request=per_request or sc.metrics.per_request, plot=not no_plot
+        )
+    except OSError as exc:
+        _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
+    if as_json:
+        click.echo(json.dumps(summary_document(result, per_request=False), indent=2))
+        return
+    from sim.report.console import print_summary
+
+    print_summary(result, Console(), written)
+
+
+def _run(resolved, seed, *, show_progress: bool):
+    from sim.run import run_simulation
+
+    console = Console(stderr=True)
+    if not show_progress or not console.is_terminal:
+        return run_simulation(resolved, seed=seed)
+    with Progress(
+        TextColumn("[bold]simulating[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[now]:.0f} s simulated"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(resolved.scenario.name, total=1.0, now=0.0)
+
+        def update(now: float, horizon: float) -> None:
+            bar.update(task, completed=min(1.0, now / horizon) if horizon else 1.0, now=now)
+
+        return run_simulation(resolved, seed=seed, progress=update)
+
+
+if __name__ == "__main__":
+    main()

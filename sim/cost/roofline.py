@@ -1,0 +1,135 @@
+"""Roofline step cost from datasheet peaks and the model's architecture.
+
+Per step, per chip of the tensor-parallel group:
+  FLOPs  = 2 x active matmul params x tokens + 2 x lm_head x sampled rows
+           + 4 x q_heads x head_dim x layers x (query, key) pairs attended (causal)
+  bytes  = weights (MoE: only the experts the step's tokens touch) + KV read + KV written + activations
+  time   = max(FLOPs / (peak x flops_utilization), bytes / (bandwidth x memory_bandwidth_utilization))
+           + ring all-reduce time (TP > 1) + a fixed per-step host overhead.
+The utilisation factors default to published figures (catalog/efficiency.yaml says which are estimates).
+
+MoE weight traffic: with E experts, top-k routing and T tokens in the step, a layer touches on average
+E x (1 - (1 - k/E)^T) distinct experts (each token picks k of E; uniform routing assumed), so a decode step
+of an MoE reads far fewer bytes than its total size but more than its active size once T grows.
+"""
+
+from __future__ import annotations
+
+from sim.architecture import ModelArchitecture
+from sim.cost.base import StepBatch, StepCost
+from sim.hardware import HardwareSpec
+from sim.replica.memory import kv_bytes_per_token_per_chip
+
+# Faster links first: TP uses the best interconnect the chip has.
+_LINK_PREFERENCE = ("nvlink4", "nvlink3", "ici_3d_torus", "ici_2d_torus", "pcie_gen5", "pcie_gen4")
+
+
+def expected_distinct_experts(num_experts: int, top_k: int, num_tokens: int) -> float:
+    """E x (1 - (1 - k/E)^T): expected experts hit by T tokens routing uniformly to k of E each."""
+    if num_tokens <= 0:
+        return 0.0
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** num_tokens)
+
+
+def ring_allreduce_s(message_bytes: float, ranks: int, link_bytes_s: float, hop_latency_s: float) -> float:
+    """alpha-beta ring all-reduce: 2(t-1) hops, each moving message/t bytes over one link."""
+    if ranks <= 1:
+        return 0.0
+    hops = 2 * (ranks - 1)
+    return hops * hop_latency_s + hops / ranks * message_bytes / link_bytes_s
+
+
+def best_link(hw: HardwareSpec) -> tuple[str, float] | None:
+    for name in _LINK_PREFERENCE:
+        if name in hw.links:
+            return name, hw.links[name]
+    if hw.links:
+        name = max(hw.links, key=hw.links.get)
+        return name, hw.links[name]
+    return None
+
+
+class RooflineStepCost:
+    name = "roofline"
+
+    def __init__(
+        self,
+        arch: ModelArchitecture,
+        hw: HardwareSpec,
+        *,
+        tp: int,
+        memory_bandwidth_utilization: float,
+        flops_utilization: float,
+        step_overhead_s: float,
+        collective_hop_latency_s: float,
+        provenance: dict[str, str],
+    ):
+        self.arch, self.hw, self.tp = arch, hw, tp
+        self.provenance = provenance
+        self.overhead_s = step_overhead_s
+        b = arch.dtype_bytes
+        self._flops_per_s = hw.peak_flops * flops_utilization
+        self._bytes_per_s = hw.memory_bandwidth_bytes_s * memory_bandwidth_utilization
+        # Per chip: matmul work and weights are split evenly over the TP group.
+        self._linear_flops_per_token = (
+            2 * arch.num_layers * (arch.attention_params_per_layer + arch.active_mlp_params_per_layer) / tp
+        )
+        self._lm_head_flops_per_row = 2 * arch.lm_head_params / tp
+        self._attn_flops_per_pair = 4 * arch.num_attention_heads * arch.head_dim * arch.num_layers / tp
+        head = 0 if arch.tie_word_embeddings else arch.lm_head_params
+        if arch.is_moe:
+            router = arch.hidden_size * arch.num_experts
+            self._fixed_weight_bytes = (
+                (arch.num_layers * (arch.attention_params_per_layer + router) + head) * b / tp
+            )
+            self._expert_bytes = arch.num_layers * arch.expert_params * b / tp
+        else:
+            self._fixed_weight_bytes = arch.weight_bytes / tp
+            self._expert_bytes = 0.0
+        self._kv_bytes_per_token = kv_bytes_per_token_per_chip(arch, tp)
+        self._act_bytes_per_token = arch.num_layers * arch.activation_bytes_per_token_per_layer / tp
+        self._allreduce_bytes_per_token = arch.hidden_size * b  # one all-reduce message row
+        self._allreduces_per_step = 2 * arch.num_layers
+        link = best_link(hw) if tp > 1 else None
+        self._link_bytes_s = link[1] * 1e9 if link else 0.0
+        self._hop_latency_s = collective_hop_latency_s
+        if link:
+            self.provenance["tp_link"] = f"{link[0]} at {link[1]} GB/s per direction (datasheet: {hw.source})"
+
+    def weight_bytes(self, num_tokens: int) -> float:
+        if not self.arch.is_moe:
+            return self._fixed_weight_bytes
+        experts = expected_distinct_experts(
+            self.arch.num_experts, self.arch.num_experts_per_token, num_tokens
+        )
+        return self._fixed_weight_bytes + experts * self._expert_bytes
+
+    def step_cost(self, batch: StepBatch) -> StepCost:
+        tokens = batch.num_decode_seqs
+        pairs = batch.decode_context_tokens
+        kv_read = batch.decode_context_tokens
+        for new, ctx in zip(batch.prefill_new_tokens, batch.prefill_context_tokens, strict=True):
+            tokens += new
+            prior = ctx - new
+            pairs += new * prior + new * (new + 1) // 2
+            kv_read += ctx
+        flops = (
+            self._linear_flops_per_token * tokens
+            + self._lm_head_flops_per_row * batch.num_sampled_seqs
+            + self._attn_flops_per_pair * pairs
+        )
+        bytes_moved = (
+            self.weight_bytes(tokens)
+            + self._kv_bytes_per_token * (kv_read + tokens)
+            + self._act_bytes_per_token * tokens
+        )
+        compute_s = flops / self._flops_per_s
+        memory_s = bytes_moved / self._bytes_per_s
+        comm_s = 0.0
+        if self.tp > 1:
+            per_allreduce = ring_allreduce_s(
+                tokens * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
+            )
+            comm_s = self._allreduces_per_step * per_allreduce
+        seconds = max(compute_s, memory_s) + comm_s + self.overhead_s
+        return StepCost(seconds, compute_s, memory_s, comm_s, self.overhead_s)

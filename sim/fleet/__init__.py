@@ -1,0 +1,1 @@
+"""The fleet: replicas behind a router, fed by the workload's arrival process."""

@@ -1,0 +1,127 @@
+"""Read a scenario file, apply ``--set dotted.key=value`` overrides and validate it.
+
+Every failure becomes an InputError whose text names the field path, e.g.
+``fleet.replicas: Input should be greater than or equal to 1``, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from sim.errors import InputError
+from sim.scenario import Scenario
+
+
+def _format_location(loc: tuple) -> str:
+    """Pydantic adds union-member tags ('fixed', 'str', ...) to paths; keep only the user's field names."""
+    parts = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            continue
+        if item in {"str", "int", "float", "bool", "constrained-str", "literal['inf']"} or item.startswith(
+            ("function-", "literal[")
+        ):
+            continue
+        if (
+            item
+            in {
+                "ModelArchitecture",
+                "HardwareSpec",
+                "fixed",
+                "random",
+                "lognormal",
+                "sharegpt_like",
+                "sharegpt_file",
+                "trace",
+                "roofline",
+                "constant",
+            }
+            and parts
+        ):
+            continue
+        parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "scenario"
+
+
+def validation_error_to_input_error(err: ValidationError) -> InputError:
+    """Report the most specific pydantic error (the first one) as field: message."""
+    first = err.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    extra = len(err.errors()) - 1
+    if extra:
+        message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+    return InputError(message, _format_location(tuple(first["loc"])))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``fleet.replicas=4`` -> (['fleet', 'replicas'], 4); the value is read as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise InputError(f"'{text}' is not of the form dotted.key=value", "--set")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise InputError(f"'{text}' has an empty key", "--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise InputError(f"value of '{key}' is not valid YAML: {exc}", "--set") from None
+    return path, value
+
+
+def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise InputError(f"cannot set '{'.'.join(path)}': '{part}' is not a mapping", "--set")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} must hold a mapping of scenario fields at the top level")
+    return data
+
+
+def load_scenario_dict(data: dict, overrides: Iterable[str] = (), base_dir: Path | None = None) -> Scenario:
+    data = apply_overrides(data, overrides)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise validation_error_to_input_error(err) from None
+    lengths = scenario.workload.lengths
+    if base_dir is not None and hasattr(lengths, "path") and not Path(lengths.path).is_absolute():
+        # File paths in a scenario are relative to the scenario file, not to the shell's directory.
+        lengths.path = str((base_dir / lengths.path).resolve())
+    return scenario
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    path = Path(path)
+    return load_scenario_dict(read_yaml(path), overrides, base_dir=path.parent)

@@ -1,0 +1,90 @@
+"""Time-windowed series of a run: what arrived, what finished, what was good, and the fleet's state.
+
+Counts (arrivals, completions, good completions, failures) are exact per window, from the request table.
+State (waiting, running, KV blocks in use) is sampled by a SimPy process at the end of every window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import simpy
+
+_MAX_WINDOWS = 2000
+
+
+def choose_window_s(horizon_s: float, requested: float | None) -> float:
+    """1 s by default, coarser for long runs so that there are at most ~2000 windows."""
+    if requested is not None:
+        return requested
+    return float(max(1, math.ceil(horizon_s / _MAX_WINDOWS)))
+
+
+class StateSampler:
+    """Samples fleet state every window_s of simulated time."""
+
+    def __init__(self, env: simpy.Environment, replicas, window_s: float):
+        self.env, self.replicas, self.window_s = env, replicas, window_s
+        self.times: list[float] = []
+        self.waiting: list[int] = []
+        self.running: list[int] = []
+        self.kv_used_blocks: list[int] = []
+        self.kv_total_blocks = sum(r.scheduler.kv.num_blocks for r in replicas)
+        env.process(self._run())
+
+    def _run(self):
+        while True:
+            yield self.env.timeout(self.window_s)
+            self.times.append(self.env.now)
+            self.waiting.append(sum(r.scheduler.num_waiting for r in self.replicas))
+            self.running.append(sum(r.scheduler.num_running for r in self.replicas))
+            self.kv_used_blocks.append(sum(r.scheduler.kv.num_used_blocks for r in self.replicas))
+
+
+def _counts(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    times = times[np.isfinite(times)]
+    return np.histogram(times, bins=edges)[0] if len(edges) > 1 else np.zeros(0, dtype=np.int64)
+
+
+def build_timeseries(
+    table: pd.DataFrame, good: np.ndarray, sampler: StateSampler, end_s: float
+) -> pd.DataFrame:
+    w = sampler.window_s
+    num_windows = max(1, math.ceil(end_s / w)) if end_s > 0 else 1
+    edges = np.arange(num_windows + 1) * w
+    ok = table["success"].to_numpy()
+    end = table["end_s"].to_numpy()
+    first = table["first_token_s"].to_numpy()
+    frame = pd.DataFrame(
+        {
+            "t_start_s": edges[:-1],
+            "t_end_s": edges[1:],
+            "arrivals": _counts(table["arrival_s"].to_numpy(), edges),
+            "completions": _counts(end[ok], edges),
+            "good_completions": _counts(end[good], edges),
+            "failures": _counts(end[~ok], edges),
+        }
+    )
+    frame["goodput_rps"] = frame["good_completions"] / w
+    frame["arrival_rate_rps"] = frame["arrivals"] / w
+    # TTFT of the requests whose first token came out in the window.
+    ttft = table["ttft_s"].to_numpy()
+    idx = np.floor(first[ok] / w).astype(np.int64)
+    groups = pd.Series(ttft[ok] * 1e3).groupby(np.clip(idx, 0, num_windows - 1))
+    frame["ttft_p50_ms"] = groups.median().reindex(range(num_windows)).to_numpy()
+    frame["ttft_p99_ms"] = groups.quantile(0.99).reindex(range(num_windows)).to_numpy()
+    # Sampled state at each window's end (NaN past the last sample).
+    samples = len(sampler.times)
+    for name, values in (("waiting", sampler.waiting), ("running", sampler.running)):
+        column = np.full(num_windows, np.nan)
+        column[: min(samples, num_windows)] = values[:num_windows]
+        frame[name] = column
+    kv = np.full(num_windows, np.nan)
+    if sampler.kv_total_blocks:
+        kv[: min(samples, num_windows)] = (
+            np.asarray(sampler.kv_used_blocks[:num_windows]) / sampler.kv_total_blocks
+        )
+    frame["kv_used_frac"] = kv
+    return frame

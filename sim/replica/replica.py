@@ -1,0 +1,126 @@
+"""The SimPy process of one replica: one event per engine step, never one per token.
+
+Each step: drop requests whose client gave up, ask the scheduler for a plan, price it with the step-cost
+model, wait that long in simulated time, then apply the result. A token streams out at the end of the step
+that produced it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+import simpy
+
+from sim.cost.base import StepCostModel
+from sim.replica.request import RequestState, Status
+from sim.replica.scheduler import Scheduler, SchedulerConfig
+
+
+class ReplicaStats:
+    """Totals over the run, for the report."""
+
+    __slots__ = (
+        "num_steps",
+        "busy_s",
+        "compute_bound_steps",
+        "compute_s",
+        "memory_s",
+        "communication_s",
+        "overhead_s",
+        "num_tokens",
+        "peak_kv_blocks",
+    )
+
+    def __init__(self) -> None:
+        self.num_steps = 0
+        self.busy_s = 0.0
+        self.compute_bound_steps = 0
+        self.compute_s = self.memory_s = self.communication_s = self.overhead_s = 0.0
+        self.num_tokens = 0
+        self.peak_kv_blocks = 0
+
+
+class Replica:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        replica_id: int,
+        config: SchedulerConfig,
+        cost_model: StepCostModel,
+        *,
+        request_timeout_s: float,
+        on_finished: Callable[[list[RequestState]], None],
+    ):
+        self.env = env
+        self.replica_id = replica_id
+        self.scheduler = Scheduler(config)
+        self.cost_model = cost_model
+        self.request_timeout_s = request_timeout_s
+        self.on_finished = on_finished
+        self.step_end_s: list[float] = []  # end time of step k, k = the scheduler's step counter
+        self.stats = ReplicaStats()
+        self._deadlines: list[tuple[float, int, RequestState]] = []
+        self._wake: simpy.Event | None = None
+        self.process = env.process(self._run())
+
+    @property
+    def num_outstanding(self) -> int:
+        return self.scheduler.num_waiting + self.scheduler.num_running
+
+    def submit(self, req: RequestState) -> None:
+        req.replica_id = self.replica_id
+        self.scheduler.add_request(req)
+        heapq.heappush(self._deadlines, (req.arrival_s + self.request_timeout_s, req.req_id, req))
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _expire(self, now: float) -> None:
+        """Abort requests whose client timed out; only between steps, so no plan is in flight."""
+        deadlines = self._deadlines
+        aborted = []
+        while deadlines and deadlines[0][0] <= now:
+            _, _, req = heapq.heappop(deadlines)
+            if req.status not in (Status.FINISHED, Status.FAILED):
+                self.scheduler.abort(req, "timeout", now)
+                aborted.append(req)
+        if aborted:
+            self.on_finished(aborted)
+
+    def _run(self):
+        env, sched, stats = self.env, self.scheduler, self.stats
+        step_cost = self.cost_model.step_cost
+        step_end_s = self.step_end_s
+        while True:
+            if self._deadlines and self._deadlines[0][0] <= env.now:
+                self._expire(env.now)
+            if not sched.has_work():
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            plan = sched.schedule()
+            batch = plan.batch
+            if batch.num_decode_seqs == 0 and not batch.prefill_new_tokens:
+                # Everything was preempted this step (no admission in such a step): an empty step, no time.
+                sched.update_from_step(plan, env.now)
+                step_end_s.append(env.now)
+                continue
+            cost = step_cost(batch)
+            used = sched.kv.num_used_blocks
+            if used > stats.peak_kv_blocks:
+                stats.peak_kv_blocks = used
+            yield env.timeout(cost.seconds)
+            finished = sched.update_from_step(plan, env.now)
+            step_end_s.append(env.now)
+            stats.num_steps += 1
+            stats.busy_s += cost.seconds
+            stats.num_tokens += batch.num_tokens
+            stats.compute_s += cost.compute_s
+            stats.memory_s += cost.memory_s
+            stats.communication_s += cost.communication_s
+            stats.overhead_s += cost.overhead_s
+            if cost.compute_s > cost.memory_s:
+                stats.compute_bound_steps += 1
+            if finished:
+                self.on_finished(finished)

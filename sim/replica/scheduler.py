@@ -1,0 +1,305 @@
+"""A pure-Python model of vLLM V1's scheduler (vllm/v1/core/sched/scheduler.py, as documented in
+shared/reference/vllm_gpu_tpu_facts.md §2.2). No SimPy in here: ``schedule()`` plans one engine step and
+``update_from_step()`` applies its result, so every rule is unit-testable on its own.
+
+The rules, per step:
+  1. Running requests first, in admission order: a decode computes 1 token; a request part-way through its
+     prompt computes its next chunk, min(remaining, leftover token budget).
+  2. Each needs ceil((computed + new) / block_size) KV blocks. If they do not fit, the most recently
+     admitted running request is preempted by *recompute*: its blocks are freed, its computed tokens
+     reset to 0, and it goes back to the *front* of the waiting queue. Repeat until the rest fit.
+  3. Only if nothing was preempted: admit waiting requests (FCFS) while budget is left and fewer than
+     max_num_seqs run; a prompt longer than the leftover budget is chunked; stop at the first request
+     whose blocks do not fit (waiting requests never cause preemption).
+  4. A request samples a token when its computed tokens reach its full length (end of prefill, or every
+     decode step); it finishes when it has all its output tokens.
+
+Speed: decodes are not looped over. All decode requests advance in lock-step, one token per step, so they
+are kept as running sums (count, total context) plus two O(1) indexes: how many cross a block boundary at
+a given step (bucketed by computed-tokens phase modulo block_size) and who finishes at a given step.
+
+NOTE: running order is always [decodes..., prefills...]: a prompt is chunked only when it exhausts the
+budget, so nothing is admitted behind it until it finishes; preemption pops from the end. Hence decodes
+never lose their token to a prefill, and max_num_batched_tokens >= max_num_seqs (checked at resolve time,
+as vLLM checks it) means every decode always fits in the budget.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from sim.cost.base import StepBatch
+from sim.replica.kv_cache import KVBlockPool, blocks_for
+from sim.replica.request import RequestState, Status
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int
+    num_blocks: int
+    enable_chunked_prefill: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """One scheduled engine step."""
+
+    step_index: int  # the replica's step counter
+    batch: StepBatch  # what the step computes, for the cost model
+    prefill_reqs: tuple[RequestState, ...]  # requests computing a prompt chunk, in running order
+    prefill_tokens: tuple[int, ...]  # tokens each of them computes this step
+    preempted: tuple[RequestState, ...]  # requests preempted while planning this step
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig):
+        if config.max_num_batched_tokens < config.max_num_seqs:
+            raise ValueError("max_num_batched_tokens must be >= max_num_seqs")
+        self.config = config
+        self.block_size = config.block_size
+        self.kv = KVBlockPool(config.num_blocks)
+        self.waiting: deque[RequestState] = deque()
+        self.num_waiting = 0  # waiting requests that are not aborted (the deque drops aborted ones lazily)
+        self.running: dict[int, RequestState] = {}  # req_id -> state, in admission order
+        self.prefilling: list[RequestState] = []  # running requests still computing their prompt, in order
+        self.step_index = 0  # index of the next step to plan
+        # Decode set, as running sums:
+        self.num_decode = 0
+        self.decode_computed_sum = (
+            0  # sum of computed tokens over decode requests, at the start of step_index
+        )
+        self._phase_counts = [
+            0
+        ] * config.block_size  # decode requests by (computed - start step) % block_size
+        self._finishing: dict[int, list[RequestState]] = {}  # step -> decode requests finishing at it
+        # Totals for accounting and tests:
+        self.num_preemptions = 0
+        self.num_computed_tokens_total = 0
+
+    # ---- queue ---------------------------------------------------------------------------------------
+    def add_request(self, req: RequestState) -> None:
+        self.waiting.append(req)
+        self.num_waiting += 1
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    def has_work(self) -> bool:
+        return bool(self.running) or self.num_waiting > 0
+
+    # ---- decode-set helpers --------------------------------------------------------------------------
+    def _decode_computed(self, req: RequestState, step: int) -> int:
+        """Computed tokens of a decode request at the start of `step`."""
+        return req.decode_start_computed + step - req.decode_start_step
+
+    def _decode_phase(self, req: RequestState) -> int:
+        return (req.decode_start_computed - req.decode_start_step) % self.block_size
+
+    def _join_decode(self, req: RequestState, step: int) -> None:
+        """req decodes from `step` on; its last token comes at finish_step."""
+        req.status = Status.DECODE
+        req.decode_start_step = step
+        req.decode_start_computed = req.num_computed_tokens
+        req.decode_start_output = req.num_output_tokens
+        req.finish_step = step + req.max_output_tokens - req.num_output_tokens - 1
+        self.num_decode += 1
+        self.decode_computed_sum += req.num_computed_tokens
+        self._phase_counts[self._decode_phase(req)] += 1
+        self._finishing.setdefault(req.finish_step, []).append(req)
+
+    def _leave_decode(self, req: RequestState, step: int) -> None:
+        """Materialise req's counters as of the start of `step` and drop it from the running sums."""
+        computed = self._decode_computed(req, step)
+        req.num_computed_tokens = computed
+        req.num_output_tokens = req.decode_start_output + step - req.decode_start_step
+        req.num_blocks = blocks_for(computed, self.block_size)
+        self.num_decode -= 1
+        self.decode_computed_sum -= computed
+        self._phase_counts[self._decode_phase(req)] -= 1
+        req.finish_step = -1  # invalidates its entry in self._finishing
+
+    def _close_segment(self, req: RequestState, last_step: int) -> None:
+        if req.segment_start >= 0 and last_step >= req.segment_start:
+            req.segments.append((req.segment_start, last_step))
+        req.segment_start = -1
+
+    # ---- planning ------------------------------------------------------------------------------------
+    def _preempt_last(self, step: int) -> RequestState:
+        """Preempt the most recently admitted running request (vLLM's FCFS victim) by recompute."""
+        _, req = self.running.popitem()
+        if req.status == Status.DECODE:
+            self._leave_decode(req, step)
+            self._close_segment(req, step - 1)
+        else:
+            self.prefilling.pop()
+        self.kv.free(req.num_blocks)
+        req.num_recomputed_tokens += req.num_computed_tokens
+        req.num_computed_tokens = 0
+        req.num_blocks = 0
+        req.num_preemptions += 1
+        req.status = Status.WAITING
+        self.waiting.appendleft(req)
+        self.num_waiting += 1
+        self.num_preemptions += 1
+        return req
+
+    def schedule(self) -> StepPlan:
+        """Plan the next step. The plan may be empty (nothing runnable); the caller then waits for work."""
+        step = self.step_index
+        bs = self.block_size
+        budget = self.config.max_num_batched_tokens - self.num_decode
+        decode_needs = self._phase_counts[(-step) % bs] if self.num_decode else 0
+
+        # Chunks for running requests that are still prefilling (they follow every decode in running order).
+        chunks: list[int] = []
+        chunk_needs: list[int] = []
+        for req in self.prefilling:
+            n = min(req.num_tokens - req.num_computed_tokens, budget)
+            if n <= 0:
+                break  # no budget left for this one (and so none for those after it)
+            chunks.append(n)
+            chunk_needs.append(blocks_for(req.num_computed_tokens + n, bs) - req.num_blocks)
+            budget -= n
+
+        # Preempt from the end of the running order until the rest fits in the free blocks.
+        preempted: list[RequestState] = []
+        while self.running and decode_needs + sum(chunk_needs) > self.kv.num_free_blocks:
+            victim = self.running[next(reversed(self.running))]
+            if victim.status == Status.DECODE:
+                decode_needs -= self._decode_computed(victim, step) % bs == 0
+                budget += 1
+            elif len(chunks) == len(self.prefilling):  # the victim is the last prefill and had a chunk
+                budget += chunks.pop()
+                chunk_needs.pop()
+            preempted.append(self._preempt_last(step))
+
+        prefill_reqs = self.prefilling[: len(chunks)]
+        for req, need in zip(prefill_reqs, chunk_needs, strict=True):
+            self.kv.allocate(need)
+            req.num_blocks += need
+        self.kv.allocate(decode_needs)
+
+        if not preempted:
+            self._admit_waiting(budget, prefill_reqs, chunks)
+
+        num_decode = self.num_decode
+        contexts = tuple(req.num_computed_tokens + n for req, n in zip(prefill_reqs, chunks, strict=True))
+        completing = sum(1 for req, ctx in zip(prefill_reqs, contexts, strict=True) if ctx == req.num_tokens)
+        batch = StepBatch(
+            num_decode_seqs=num_decode,
+            decode_context_tokens=self.decode_computed_sum + num_decode,
+            prefill_new_tokens=tuple(chunks),
+            prefill_context_tokens=contexts,
+            num_sampled_seqs=num_decode + completing,
+        )
+        return StepPlan(step, batch, tuple(prefill_reqs), tuple(chunks), tuple(preempted))
+
+    def _admit_waiting(self, budget: int, prefill_reqs: list[RequestState], chunks: list[int]) -> None:
+        """Admit from the front of the waiting queue into the leftover budget (rule 3)."""
+        bs = self.block_size
+        max_num_seqs = self.config.max_num_seqs
+        waiting = self.waiting
+        while budget > 0 and waiting and len(self.running) < max_num_seqs:
+            req = waiting[0]
+            if req.status == Status.FAILED:  # aborted while waiting
+                waiting.popleft()
+                continue
+            remaining = req.num_tokens - req.num_computed_tokens
+            n = min(remaining, budget)
+            if n < remaining and not self.config.enable_chunked_prefill:
+                break
+            need = blocks_for(n, bs)
+            if not self.kv.allocate(need):
+                break
+            waiting.popleft()
+            self.num_waiting -= 1
+            req.num_blocks = need
+            req.status = Status.PREFILL
+            self.running[req.req_id] = req
+            self.prefilling.append(req)
+            prefill_reqs.append(req)
+            chunks.append(n)
+            budget -= n
+
+    # ---- applying a finished step ------------------------------------------------------------------
+    def update_from_step(self, plan: StepPlan, end_s: float) -> list[RequestState]:
+        """Apply the step that just ended at end_s; return the requests that finished with it."""
+        step = plan.step_index
+        finished: list[RequestState] = []
+        self.num_computed_tokens_total += plan.batch.num_tokens
+        self.decode_computed_sum += self.num_decode
+        for req in self._finishing.pop(step, ()):
+            if req.status == Status.DECODE and req.finish_step == step:
+                self._leave_decode(req, step + 1)
+                self._finish(req, step, end_s)
+                finished.append(req)
+
+        for req, n in zip(plan.prefill_reqs, plan.prefill_tokens, strict=True):
+            req.num_computed_tokens += n
+            if req.num_computed_tokens < req.num_tokens:
+                continue  # chunked prefill goes on next step
+            self.prefilling.remove(req)
+            req.num_output_tokens += 1
+            if req.num_output_tokens == 1:
+                req.first_token_s = end_s
+            req.segment_start = step
+            if req.num_output_tokens >= req.max_output_tokens:
+                self._finish(req, step, end_s)
+                finished.append(req)
+            else:
+                self._join_decode(req, step + 1)
+        self.step_index = step + 1
+        return finished
+
+    def _finish(self, req: RequestState, step: int, end_s: float) -> None:
+        del self.running[req.req_id]
+        self.kv.free(req.num_blocks)
+        req.num_blocks = 0
+        req.status = Status.FINISHED
+        req.end_s = end_s
+        self._close_segment(req, step)
+
+    # ---- aborts (client timeouts) --------------------------------------------------------------------
+    def abort(self, req: RequestState, reason: str, now_s: float) -> None:
+        """Drop a request the client gave up on, freeing what it holds (vLLM aborts on disconnect)."""
+        if req.status == Status.WAITING:
+            self.num_waiting -= 1  # removed lazily from the deque
+        elif req.status == Status.DECODE:
+            self._leave_decode(req, self.step_index)
+            self._close_segment(req, self.step_index - 1)
+            del self.running[req.req_id]
+            self.kv.free(req.num_blocks)
+        elif req.status == Status.PREFILL:
+            self.prefilling.remove(req)
+            del self.running[req.req_id]
+            self.kv.free(req.num_blocks)
+        else:
+            return
+        req.num_blocks = 0
+        req.status = Status.FAILED
+        req.fail_reason = reason
+        req.end_s = now_s
+
+    # ---- invariants (tests) --------------------------------------------------------------------------
+    def check_invariants(self) -> None:
+        """Recompute the running sums from scratch and compare; raise AssertionError on any drift."""
+        step = self.step_index
+        used = 0
+        decode = [r for r in self.running.values() if r.status == Status.DECODE]
+        for req in self.running.values():
+            if req.status == Status.DECODE:
+                used += blocks_for(self._decode_computed(req, step), self.block_size)
+            else:
+                used += req.num_blocks
+        assert used == self.kv.num_used_blocks, (used, self.kv.num_used_blocks)
+        assert self.kv.num_used_blocks <= self.kv.num_blocks
+        assert len(decode) == self.num_decode
+        assert sum(self._decode_computed(r, step) for r in decode) == self.decode_computed_sum
+        assert len(self.running) <= self.config.max_num_seqs
+        statuses = [r.status for r in self.running.values()]
+        assert statuses == sorted(statuses, key=lambda s: s != Status.DECODE), "decodes must precede prefills"
+        assert sum(1 for r in self.waiting if r.status == Status.WAITING) == self.num_waiting

@@ -1,0 +1,1 @@
+"""Reports of a run: result files (summary.json, requests.csv, timeseries.csv/png) and the console table."""

@@ -1,0 +1,58 @@
+"""The console view of a run: one table of headline metrics and where the numbers came from."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from sim.run import SimulationResult
+
+
+def print_summary(result: SimulationResult, console: Console, written: list | None = None) -> None:
+    s = result.summary
+    r = result.resolved
+    sc = r.scenario
+    table = Table(
+        title=f"{sc.name}: {r.model.name} on {r.hardware.name}, {sc.fleet.replicas} replica(s) x TP{r.tp}",
+        caption=f"simulated; step costs: {result.cost_model_name} model (sources below)",
+    )
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    table.add_column("p50", justify="right")
+    table.add_column("p90", justify="right")
+    table.add_column("p99", justify="right")
+    table.add_column("max", justify="right")
+    for label, key in (
+        ("TTFT (ms)", "ttft_ms"),
+        ("TPOT (ms)", "tpot_ms"),
+        ("ITL (ms)", "itl_ms"),
+        ("E2E (ms)", "e2e_ms"),
+    ):
+        table.add_row(label, *(f"{s[f'{key}_{k}']:.1f}" for k in ("mean", "median", "p90", "p99", "max")))
+    console.print(table)
+    console.print(
+        f"requests: {s['completed']} completed, {s['failures']} failed of {s['total_requested']} "
+        f"over {s['duration_s']:.1f} s simulated | {s['request_throughput_rps']:.2f} req/s, "
+        f"{s['output_throughput_tok_s']:.0f} output tok/s"
+    )
+    console.print(
+        f"goodput: [bold]{s['goodput_rps']:.2f} req/s[/bold], SLO attainment {s['slo_attainment']:.1%} "
+        f"(SLO '{r.slo.name}': TTFT <= {r.slo.ttft_ms:g} ms and TPOT <= {r.slo.tpot_ms:g} ms)"
+    )
+    preemptions = int(result.table["num_preemptions"].sum())
+    console.print(
+        f"engine: {result.num_steps} steps, {preemptions} preemptions, KV {r.memory.num_blocks} blocks x "
+        f"{r.memory.block_size} tokens per replica ({r.memory.blocks_source})"
+    )
+    console.print("[dim]where the numbers come from:[/dim]")
+    console.print(f"[dim]  model: {r.model.source}; hardware: {r.hardware.source}[/dim]")
+    for key, value in sorted(result.cost_provenance.items()):
+        if key not in {"architecture"}:
+            console.print(f"[dim]  {key}: {value}[/dim]")
+    console.print(f"[dim]  workload: {result.workload.note}[/dim]")
+    if written:
+        console.print(f"results: {', '.join(str(p) for p in written)}")
+    console.print(
+        f"[dim]simulated {s['total_requested']} requests in {result.wall_s:.2f} s wall "
+        f"({s['total_requested'] / max(result.wall_s, 1e-9):,.0f} req/s)[/dim]"
+    )

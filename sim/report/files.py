@@ -1,0 +1,158 @@
+"""Result files of one run, written into the output folder.
+
+summary.json follows the seed harness's per-point schema ({metadata, summary, per_request}) so that its
+analysis scripts read simulated and measured points alike; servesim adds a `servesim` block with the
+resolved configuration and the provenance of every number. Nothing wall-clock goes in, so the same scenario
+and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from sim import __version__
+from sim.metrics.itl import request_itl
+from sim.run import SimulationResult
+from sim.scenario import ArrivalSpec
+
+
+def _clean(value):
+    """JSON has no NaN or inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def metadata(result: SimulationResult) -> dict:
+    sc = result.resolved.scenario
+    lengths = sc.workload.lengths
+    arrivals: ArrivalSpec | None = sc.workload.arrivals
+    rate = None if arrivals is None or arrivals.is_instant else float(arrivals.rate)
+    return {
+        "base_url": None,
+        "model": result.resolved.model.name,
+        "backend_label": "servesim",
+        "hardware_label": sc.hardware if isinstance(sc.hardware, str) else result.resolved.hardware.name,
+        "dataset": "sharegpt" if lengths.kind.startswith("sharegpt") else lengths.kind,
+        "dataset_path": getattr(lengths, "path", None),
+        "num_prompts": result.workload.num_requests,
+        "request_rate": rate,
+        "burstiness": arrivals.burstiness if arrivals is not None else None,
+        "max_concurrency": None,
+        "use_chat": False,
+        "ignore_eos": sc.workload.ignore_eos,
+        "input_len": getattr(lengths, "input_len", None),
+        "output_len": getattr(lengths, "output_len", None),
+        "fixed_output_len": getattr(lengths, "fixed_output_len", None),
+        "seed": result.seed,
+        "warmup": 0,
+        "warmup_ttft_s": [],
+        "cold_start_ttft_s": None,
+        "warm_ttft_s": None,
+        "timestamp": None,
+    }
+
+
+def servesim_block(result: SimulationResult) -> dict:
+    r = result.resolved
+    table = result.table
+    errors = table.loc[~table["success"], "error"].value_counts().sort_index()
+    stats = result.replica_stats
+    return {
+        "version": __version__,
+        "scenario": r.scenario.model_dump(mode="json", by_alias=True),
+        "engine": {k: getattr(r.engine, k) for k in r.engine.__slots__},
+        "memory": {k: getattr(r.memory, k) for k in r.memory.__slots__},
+        "slo": {
+            "class": r.slo.name,
+            "ttft_ms": r.slo.ttft_ms,
+            "tpot_ms": r.slo.tpot_ms,
+            "e2e_ms": r.slo.e2e_ms,
+        },
+        "provenance": {
+            "results": f"simulated by servesim {__version__} with the '{result.cost_model_name}' step-cost model",
+            "defaults": dict(sorted(r.provenance.items())),
+            "cost_model": dict(sorted(result.cost_provenance.items())),
+            "workload": result.workload.note,
+        },
+        "failures_by_reason": {str(k): int(v) for k, v in errors.items()},
+        "num_preemptions": int(table["num_preemptions"].sum()),
+        "num_recomputed_tokens": int(table["recomputed_tokens"].sum()),
+        "engine_steps": result.num_steps,
+        "replicas": [
+            {
+                "replica": i,
+                "engine_steps": s.num_steps,
+                "busy_s": s.busy_s,
+                "tokens_computed": s.num_tokens,
+                "compute_bound_steps": s.compute_bound_steps,
+                "peak_kv_blocks": s.peak_kv_blocks,
+                "time_split_s": {
+                    "compute": s.compute_s,
+                    "memory": s.memory_s,
+                    "communication": s.communication_s,
+                    "overhead": s.overhead_s,
+                },
+            }
+            for i, s in enumerate(stats)
+        ],
+    }
+
+
+def per_request_records(result: SimulationResult) -> list[dict]:
+    t = result.table
+    out = []
+    for req, row in zip(result.requests, t.itertuples(index=False), strict=True):
+        out.append(
+            {
+                "success": bool(row.success),
+                "prompt_len": int(row.prompt_tokens),
+                "requested_output_len": int(row.requested_output_tokens),
+                "generated_tokens": int(row.output_tokens),
+                "ttft": row.ttft_s,
+                "e2e_latency": row.e2e_s,
+                "itl": request_itl(req, result.step_end_s) if row.success else [],
+                "tpot": row.tpot_s,
+                "error": row.error or None,
+                "start_wall": row.arrival_s,
+                "end_wall": row.end_s,
+            }
+        )
+    return out
+
+
+def summary_document(result: SimulationResult, *, per_request: bool) -> dict:
+    doc = {"metadata": metadata(result), "summary": result.summary, "servesim": servesim_block(result)}
+    if per_request:
+        doc["per_request"] = per_request_records(result)
+    return _clean(doc)
+
+
+def write_results(result: SimulationResult, out_dir: Path, *, per_request: bool, plot: bool) -> list[Path]:
+    """Write every result file into out_dir (created); return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    summary_path = out_dir / "summary.json"
+    summary_path.write_text(json.dumps(summary_document(result, per_request=per_request), indent=2) + "\n")
+    paths.append(summary_path)
+    requests_path = out_dir / "requests.csv"
+    result.table.to_csv(requests_path, index=False, float_format="%.9g")
+    paths.append(requests_path)
+    series_path = out_dir / "timeseries.csv"
+    result.timeseries.to_csv(series_path, index=False, float_format="%.9g")
+    paths.append(series_path)
+    if plot:
+        from sim.report.plots import plot_timeseries
+
+        paths.append(plot_timeseries(result, out_dir / "timeseries.png"))
+    return paths

@@ -1,0 +1,291 @@
+"""The scenario file: one pydantic schema for everything a simulation run needs.
+
+A scenario names what is served (``model``), on what (``hardware``), how vLLM is configured (``engine``),
+what traffic arrives (``workload``), how many replicas share it (``fleet``) and what counts as good
+(``slo``). Omitted engine knobs take vLLM's own defaults (see ``sim/resolve.py``), so a scenario reads like a
+``vllm serve`` command line plus a load test. ``docs/scenarios.md`` is generated from this module.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sim.architecture import ModelArchitecture
+from sim.hardware import HardwareSpec
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in a scenario must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- workload: request lengths ---------------------------------------------------------------------
+
+
+class FixedLengths(_Strict):
+    """Every request has the same prompt and output length (the harness's synthetic workloads)."""
+
+    kind: Literal["fixed"]
+    input_len: int = Field(..., ge=1, description="Prompt tokens.")
+    output_len: int = Field(..., ge=1, description="Output tokens (ignore_eos: always generated in full).")
+
+
+class RandomLengths(_Strict):
+    """Uniform integers in [len*(1-range_ratio), len*(1+range_ratio)], as `vllm bench serve --dataset-name
+    random --random-range-ratio` draws them."""
+
+    kind: Literal["random"]
+    input_len: int = Field(..., ge=1)
+    output_len: int = Field(..., ge=1)
+    range_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class LognormalLengths(_Strict):
+    """Log-normal prompt and output lengths given by their means and log-space sigmas, clipped to bounds."""
+
+    kind: Literal["lognormal"]
+    input_mean: float = Field(..., gt=0)
+    input_sigma: float = Field(..., ge=0)
+    output_mean: float = Field(..., gt=0)
+    output_sigma: float = Field(..., ge=0)
+    min_input_len: int = Field(1, ge=1)
+    max_input_len: int = Field(8192, ge=1)
+    min_output_len: int = Field(1, ge=1)
+    max_output_len: int = Field(8192, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LognormalLengths:
+        if self.min_input_len > self.max_input_len:
+            raise ValueError("min_input_len must be <= max_input_len")
+        if self.min_output_len > self.max_output_len:
+            raise ValueError("min_output_len must be <= max_output_len")
+        return self
+
+
+class ShareGPTLikeLengths(_Strict):
+    """A ShareGPT-shaped distribution without the dataset: log-normal lengths whose means are the seed talk's
+    "~220 -> 280" tokens (seed_harness.md §3) and whose prompts are clipped to the harness filter
+    4 <= prompt <= 8192. The sigmas are estimates of ShareGPT's spread (heavy right tail), not fitted to the
+    dataset; point `kind: sharegpt_file` at a local copy for the real thing."""
+
+    kind: Literal["sharegpt_like"]
+    input_mean: float = Field(220.0, gt=0)
+    input_sigma: float = Field(1.0, ge=0)
+    output_mean: float = Field(280.0, gt=0)
+    output_sigma: float = Field(0.9, ge=0)
+    max_prompt_len: int = Field(8192, ge=4)
+    max_output_len: int = Field(4096, ge=1)
+
+
+class ShareGPTFileLengths(_Strict):
+    """Lengths from a local ShareGPT JSON (first human turn -> prompt, next turn -> completion), filtered
+    4 <= prompt <= max_prompt_len and shuffled with the scenario seed, as the seed harness builds it.
+    Token counts are characters / chars_per_token (no tokenizer in the core install), labelled approximate."""
+
+    kind: Literal["sharegpt_file"]
+    path: str
+    max_prompt_len: int = Field(8192, ge=4)
+    fixed_output_len: int | None = Field(None, ge=1)
+    chars_per_token: float = Field(4.0, gt=0)
+
+
+class TraceLengths(_Strict):
+    """A recorded trace (CSV or JSONL) with columns arrival_s, input_tokens, output_tokens. The trace fixes the
+    arrival times too, so `workload.arrivals` must be left out."""
+
+    kind: Literal["trace"]
+    path: str
+
+
+LengthSpec = Annotated[
+    FixedLengths
+    | RandomLengths
+    | LognormalLengths
+    | ShareGPTLikeLengths
+    | ShareGPTFileLengths
+    | TraceLengths,
+    Field(discriminator="kind"),
+]
+
+
+# ---- workload: arrivals -----------------------------------------------------------------------------
+
+
+class RatePoint(_Strict):
+    at_s: float = Field(..., ge=0, description="From this simulated time on ...")
+    rate: float = Field(..., ge=0, description="... the base rate is this many requests/s.")
+
+
+class FlashSpike(_Strict):
+    """Multiplies the rate by `multiplier` over [start_s, start_s+duration_s], ramping linearly up over ramp_s
+    before the window and down over ramp_s after it."""
+
+    start_s: float = Field(..., ge=0)
+    duration_s: float = Field(..., gt=0)
+    multiplier: float = Field(..., gt=0)
+    ramp_s: float = Field(0.0, ge=0)
+
+
+class Diurnal(_Strict):
+    """rate x (1 + amplitude * cos(2 pi (t - peak_at_s) / period_s)): a daily cycle peaking at peak_at_s."""
+
+    period_s: float = Field(86400.0, gt=0)
+    amplitude: float = Field(..., ge=0, le=1)
+    peak_at_s: float = Field(0.0)
+
+
+class ArrivalSpec(_Strict):
+    """When requests arrive. Gaps follow `vllm bench serve`: gamma(shape=burstiness, scale=1/(rate*burstiness)),
+    so the mean gap is 1/rate and the coefficient of variation 1/sqrt(burstiness); the first request also waits
+    one gap. Time-varying rates (schedule x spikes x diurnal) compose by time rescaling."""
+
+    process: Literal["poisson", "gamma", "constant"] = Field(
+        "poisson", description="poisson = gamma with burstiness 1; constant = evenly spaced."
+    )
+    rate: float | Literal["inf"] = Field(..., description="Base requests/s; 'inf' sends everything at t=0.")
+    burstiness: float = Field(1.0, gt=0, description="Gamma shape (process: gamma); < 1 is burstier.")
+    schedule: list[RatePoint] = Field(default_factory=list, description="Piecewise-constant base rate.")
+    spikes: list[FlashSpike] = Field(default_factory=list)
+    diurnal: Diurnal | None = None
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_positive(cls, value: float | str) -> float | str:
+        if value != "inf" and (not math.isfinite(value) or value <= 0):
+            raise ValueError("must be > 0 (or 'inf' for everything at t=0)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ArrivalSpec:
+        if self.process == "poisson" and self.burstiness != 1.0:
+            raise ValueError("burstiness applies to process 'gamma'; poisson is burstiness 1")
+        if self.rate == "inf" and (self.schedule or self.spikes or self.diurnal):
+            raise ValueError("rate 'inf' sends everything at t=0; schedule, spikes and diurnal do not apply")
+        times = [p.at_s for p in self.schedule]
+        if times != sorted(times):
+            raise ValueError("schedule must be sorted by at_s")
+        return self
+
+    @property
+    def is_instant(self) -> bool:
+        return self.rate == "inf"
+
+
+class WorkloadSpec(_Strict):
+    lengths: LengthSpec
+    arrivals: ArrivalSpec | None = Field(None, description="Required unless lengths.kind is 'trace'.")
+    ignore_eos: bool = Field(True, description="Outputs run to their full length (recorded as metadata).")
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Client timeout; the seed harness's default is 600 s. Late requests fail."
+    )
+
+    @model_validator(mode="after")
+    def _arrivals_present(self) -> WorkloadSpec:
+        is_trace = self.lengths.kind == "trace"
+        if is_trace and self.arrivals is not None:
+            raise ValueError("a trace carries its own arrival times; remove workload.arrivals")
+        if not is_trace and self.arrivals is None:
+            raise ValueError("workload.arrivals is required unless lengths.kind is 'trace'")
+        return self
+
+
+# ---- engine, fleet, SLO, cost ------------------------------------------------------------------------
+
+
+class EngineSpec(_Strict):
+    """vLLM engine knobs. Each left out takes vLLM's default for the hardware (sim/resolve.py cites them)."""
+
+    max_num_batched_tokens: int | None = Field(None, ge=1, description="Per-step token budget.")
+    max_num_seqs: int | None = Field(None, ge=1, description="Most requests running at once.")
+    block_size: int | None = Field(None, ge=1, description="Tokens per KV-cache block (page).")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=2, description="Longest prompt + output a request may have.")
+    enable_chunked_prefill: bool = True
+    enable_prefix_caching: bool = Field(
+        True, description="Recorded; hits need shared prefixes, which the built-in workloads do not have."
+    )
+    num_gpu_blocks_override: int | None = Field(None, ge=1, description="Force the KV capacity in blocks.")
+    activation_reserve_gib: float | None = Field(
+        None, ge=0, description="Memory kept for activations; default is an estimate (sim/replica/memory.py)."
+    )
+
+
+class FleetSpec(_Strict):
+    replicas: int = Field(1, ge=1, description="Identical vLLM replicas.")
+    tensor_parallel_size: int = Field(1, ge=1, description="Chips per replica.")
+    router: Literal["round_robin", "least_outstanding"] = "round_robin"
+
+
+class SLOSpec(_Strict):
+    """Either an SLO class of the seed harness (slo_classes.yaml) or explicit thresholds; thresholds given
+    alongside a class override it. With neither, the model's class is used, else 'default'."""
+
+    slo_class: str | None = Field(None, alias="class")
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    e2e_ms: float | None = Field(None, gt=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RooflineCost(_Strict):
+    """Step time = max(FLOPs / (peak x flops_utilization), bytes / (bandwidth x mbu)) + step overhead.
+    Left-out factors take the cited defaults in catalog/efficiency.yaml."""
+
+    kind: Literal["roofline"] = "roofline"
+    memory_bandwidth_utilization: float | None = Field(None, gt=0, le=1)
+    flops_utilization: float | None = Field(None, gt=0, le=1)
+    step_overhead_s: float | None = Field(None, ge=0)
+
+
+class ConstantCost(_Strict):
+    """Every engine step takes step_s seconds, whatever it holds: for closed-form what-ifs and tests."""
+
+    kind: Literal["constant"]
+    step_s: float = Field(..., gt=0)
+
+
+CostModelSpec = Annotated[RooflineCost | ConstantCost, Field(discriminator="kind")]
+
+
+class MetricsSpec(_Strict):
+    window_s: float | None = Field(
+        None,
+        gt=0,
+        description="Time-series window; default picks ~1 s, coarser for long runs (<= 2000 windows).",
+    )
+    per_request: bool = Field(
+        False, description="Also put every request (with its ITL list) in summary.json."
+    )
+
+
+class Scenario(_Strict):
+    name: str = Field(
+        ..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Names the results folder."
+    )
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    model: str | ModelArchitecture = Field(..., description="Catalog name or inline architecture.")
+    hardware: str | HardwareSpec = Field(..., description="Catalog name or inline datasheet.")
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    workload: WorkloadSpec
+    fleet: FleetSpec = Field(default_factory=FleetSpec)
+    slo: SLOSpec = Field(default_factory=SLOSpec)
+    cost_model: CostModelSpec = Field(default_factory=RooflineCost)
+    duration_s: float | None = Field(None, gt=0, description="Stop sending requests after this time.")
+    num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Scenario:
+        is_trace = self.workload.lengths.kind == "trace"
+        if self.duration_s is None and self.num_requests is None and not is_trace:
+            raise ValueError("set duration_s or num_requests so the run has an end")
+        arrivals = self.workload.arrivals
+        if arrivals is not None and arrivals.is_instant and self.num_requests is None:
+            raise ValueError("rate 'inf' needs num_requests")
+        return self

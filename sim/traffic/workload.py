@@ -1,0 +1,49 @@
+"""The workload of one run: arrival time, prompt length and output length of every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.scenario import Scenario
+from sim.traffic.arrivals import arrival_times
+from sim.traffic.lengths import sample_lengths
+from sim.traffic.trace import read_trace
+
+
+@dataclass(frozen=True)
+class Workload:
+    arrival_s: np.ndarray  # f64[num_requests], non-decreasing
+    prompt_tokens: np.ndarray  # i64[num_requests]
+    output_tokens: np.ndarray  # i64[num_requests], requested (the sim may cap them at max_model_len)
+    note: str  # how the lengths were obtained, for the report
+
+    @property
+    def num_requests(self) -> int:
+        return len(self.arrival_s)
+
+
+def build_workload(scenario: Scenario, seed: int | None = None) -> Workload:
+    """Draw the workload. Arrivals use ``default_rng(seed)`` itself (the harness's stream); lengths use an
+    independent child stream, so changing the length distribution never moves the arrival times."""
+    seed = scenario.seed if seed is None else seed
+    spec = scenario.workload
+    if spec.lengths.kind == "trace":
+        arrival, prompt, output = read_trace(spec.lengths.path)
+        keep = np.ones(len(arrival), dtype=bool)
+        if scenario.duration_s is not None:
+            keep &= arrival <= scenario.duration_s
+        idx = np.flatnonzero(keep)
+        if scenario.num_requests is not None:
+            idx = idx[: scenario.num_requests]
+        return Workload(arrival[idx], prompt[idx], output[idx], "recorded trace")
+    arrival = arrival_times(
+        spec.arrivals,
+        np.random.default_rng(seed),
+        num_requests=scenario.num_requests,
+        duration_s=scenario.duration_s,
+    )
+    length_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    prompt, output, note = sample_lengths(spec.lengths, len(arrival), length_rng, seed)
+    return Workload(arrival, prompt, output, note)
