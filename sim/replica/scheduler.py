@@ -179,9 +179,9 @@ class Scheduler:
 
         prefill_reqs = self.prefilling[: len(chunks)]
         for req, need in zip(prefill_reqs, chunk_needs, strict=True):
-            self.kv.allocate(need)
+            self._take_blocks(need)
             req.num_blocks += need
-        self.kv.allocate(decode_needs)
+        self._take_blocks(decode_needs)
 
         if not preempted:
             self._admit_waiting(budget, prefill_reqs, chunks)
@@ -197,6 +197,10 @@ class Scheduler:
             num_sampled_seqs=num_decode + completing,
         )
         return StepPlan(step, batch, tuple(prefill_reqs), tuple(chunks), tuple(preempted))
+
+    def _take_blocks(self, num_blocks: int) -> None:
+        if not self.kv.allocate(num_blocks):
+            raise AssertionError("planned more KV blocks than are free; preemption should have prevented it")
 
     def _admit_waiting(self, budget: int, prefill_reqs: list[RequestState], chunks: list[int]) -> None:
         """Admit from the front of the waiting queue into the leftover budget (rule 3)."""
