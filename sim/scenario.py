@@ -202,9 +202,13 @@ class EngineSpec(_Strict):
     max_num_batched_tokens: int | None = Field(None, ge=1, description="Per-step token budget.")
     max_num_seqs: int | None = Field(None, ge=1, description="Most requests running at once.")
     block_size: int | None = Field(None, ge=1, description="Tokens per KV-cache block (page).")
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Share of device memory vLLM may use."
+    )
     max_model_len: int | None = Field(None, ge=2, description="Longest prompt + output a request may have.")
-    enable_chunked_prefill: bool = True
+    enable_chunked_prefill: bool = Field(
+        True, description="Off: a prompt waits until it fits one step whole."
+    )
     enable_prefix_caching: bool = Field(
         True, description="Recorded; hits need shared prefixes, which the built-in workloads do not have."
     )
@@ -217,7 +221,9 @@ class EngineSpec(_Strict):
 class FleetSpec(_Strict):
     replicas: int = Field(1, ge=1, description="Identical vLLM replicas.")
     tensor_parallel_size: int = Field(1, ge=1, description="Chips per replica.")
-    router: Literal["round_robin", "least_outstanding"] = "round_robin"
+    router: Literal["round_robin", "least_outstanding"] = Field(
+        "round_robin", description="round_robin, or least_outstanding (fewest waiting + running)."
+    )
 
 
 class SLOSpec(_Strict):
@@ -264,21 +270,24 @@ class MetricsSpec(_Strict):
 
 
 class Scenario(_Strict):
+    """What is served, on what, under which traffic, and what counts as good. At least one run bound
+    is needed (`duration_s`, `num_requests`, or a trace); with several, the first reached ends arrivals."""
+
     name: str = Field(
         ..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Names the results folder."
     )
-    description: str = ""
-    seed: int = Field(0, ge=0)
+    description: str = Field("", description="Free text shown nowhere but in the results.")
+    seed: int = Field(0, ge=0, description="Seeds arrivals and lengths; same seed, same results.")
     model: str | ModelArchitecture = Field(..., description="Catalog name or inline architecture.")
     hardware: str | HardwareSpec = Field(..., description="Catalog name or inline datasheet.")
-    engine: EngineSpec = Field(default_factory=EngineSpec)
-    workload: WorkloadSpec
-    fleet: FleetSpec = Field(default_factory=FleetSpec)
-    slo: SLOSpec = Field(default_factory=SLOSpec)
-    cost_model: CostModelSpec = Field(default_factory=RooflineCost)
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="vLLM knobs (see engine).")
+    workload: WorkloadSpec = Field(..., description="Request lengths and arrivals (see workload).")
+    fleet: FleetSpec = Field(default_factory=FleetSpec, description="Replicas and routing (see fleet).")
+    slo: SLOSpec = Field(default_factory=SLOSpec, description="What counts as a good request (see slo).")
+    cost_model: CostModelSpec = Field(default_factory=RooflineCost, description="How step times are priced.")
     duration_s: float | None = Field(None, gt=0, description="Stop sending requests after this time.")
     num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")
-    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Time-series and dump options.")
 
     @model_validator(mode="after")
     def _bounded(self) -> Scenario:

@@ -1,0 +1,109 @@
+"""Simulator speed: simulated requests per wall second, engine steps per second, peak RSS.
+
+    python benchmarks/run.py [NAME ...]        # all benchmarks, or the named ones
+
+Each benchmark runs in a fresh subprocess so its peak RSS is its own. Prints a table and writes
+benchmarks/out/results.json. Figures are recorded in docs/performance.md with the machine they ran on.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SINGLE = {
+    "name": "bench_single_replica",
+    "model": "llama-3.1-8b",
+    "hardware": "h100",
+    "workload": {"lengths": {"kind": "fixed", "input_len": 512, "output_len": 256}, "arrivals": {"rate": 10}},
+}
+FLEET8 = {
+    "name": "bench_fleet8",
+    "model": "llama-3.1-8b",
+    "hardware": "h100",
+    "fleet": {"replicas": 8, "router": "least_outstanding"},
+    "workload": {"lengths": {"kind": "sharegpt_like"}, "arrivals": {"rate": 80}},
+}
+
+BENCHMARKS = {
+    "single_replica_10k": (SINGLE, 10_000),
+    "single_replica_100k": (SINGLE, 100_000),
+    "fleet8_100k": (FLEET8, 100_000),
+}
+
+
+def run_one(name: str) -> dict:
+    """Run one benchmark in this process and return its figures."""
+    from sim.loader import load_scenario_dict
+    from sim.resolve import resolve
+    from sim.run import run_simulation
+
+    data, n = BENCHMARKS[name]
+    resolved = resolve(load_scenario_dict({**data, "num_requests": n}))
+    started = time.perf_counter()
+    result = run_simulation(resolved)
+    wall = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "name": name,
+        "requests": n,
+        "wall_s": wall,
+        "req_per_s": n / wall,
+        "engine_steps": result.num_steps,
+        "steps_per_s": result.num_steps / wall,
+        "peak_rss_mb": peak_kib / 1024,
+        "simulated_s": result.summary["duration_s"],
+        "completed": result.summary["completed"],
+    }
+
+
+def main(names: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    rows = []
+    for name in names or list(BENCHMARKS):
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", name], capture_output=True, text=True, check=True
+        )
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    table = Table(
+        title=f"servesim speed ({platform.processor() or platform.machine()}, Python {platform.python_version()})"
+    )
+    for col in ("benchmark", "requests", "wall s", "req/s", "steps", "steps/s", "peak RSS MB", "simulated s"):
+        table.add_column(col, justify="right" if col != "benchmark" else "left")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            f"{r['requests']:,}",
+            f"{r['wall_s']:.1f}",
+            f"{r['req_per_s']:,.0f}",
+            f"{r['engine_steps']:,}",
+            f"{r['steps_per_s']:,.0f}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['simulated_s']:,.0f}",
+        )
+    Console(width=140).print(table)
+    out_dir = ROOT / "benchmarks" / "out"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(
+        json.dumps({"machine": platform.uname()._asdict(), "results": rows}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        print(json.dumps(run_one(sys.argv[2])))
+    else:
+        main(sys.argv[1:])
