@@ -24,6 +24,9 @@ from sim.metrics.timeseries import StateSampler, build_timeseries, choose_window
 from sim.replica.replica import ReplicaStats
 from sim.replica.request import RequestState
 from sim.resolve import ResolvedScenario
+from sim.runtime.settings import RuntimeSettings, resolve_runtime
+from sim.runtime.startup import StartupBreakdown, startup_breakdown
+from sim.scenario import ConstantCost
 from sim.traffic import Workload, build_workload
 
 ProgressCallback = Callable[[float, float], None]  # (simulated seconds so far, expected horizon)
@@ -42,6 +45,8 @@ class SimulationResult:
     replica_stats: list[ReplicaStats]
     cost_provenance: dict[str, str]
     cost_model_name: str
+    runtime: RuntimeSettings | None  # None with a constant step cost, which bypasses the runtime layer
+    startup: dict[str, StartupBreakdown]  # "cold" / "warm" -> a replica's time to ready
     wall_s: float  # wall-clock seconds the run took (console only)
 
     @property
@@ -56,10 +61,27 @@ def run_simulation(
     sc = resolved.scenario
     seed = sc.seed if seed is None else seed
     workload = build_workload(sc, seed)
-    cost_model = build_cost_model(resolved)
+    base = build_cost_model(resolved)
+    if isinstance(sc.cost_model, ConstantCost):
+        runtime, cost_models, startup = None, [base] * sc.fleet.replicas, {}
+    else:
+        runtime = resolve_runtime(resolved)
+        cost_models = [runtime.build(base, i, seed) for i in range(sc.fleet.replicas)]
+        prompt = int(workload.prompt_tokens[0]) if workload.num_requests else 0
+        startup = {
+            cache: startup_breakdown(
+                resolved,
+                runtime,
+                cache,
+                base=base,
+                prompt_tokens=min(prompt, resolved.engine.max_num_batched_tokens),
+            )
+            for cache in ("cold", "warm")
+        }
+    provenance = dict(base.provenance) | (runtime.provenance if runtime else {})
 
     env = simpy.Environment()
-    fleet = Fleet(env, resolved, cost_model, workload)
+    fleet = Fleet(env, resolved, cost_models, workload)
     horizon = float(workload.arrival_s[-1]) if workload.num_requests else 0.0
     sampler = StateSampler(env, fleet.replicas, choose_window_s(horizon, sc.metrics.window_s))
 
@@ -87,7 +109,9 @@ def run_simulation(
         timeseries=timeseries,
         step_end_s=step_end_s,
         replica_stats=[r.stats for r in fleet.replicas],
-        cost_provenance=dict(cost_model.provenance),
-        cost_model_name=cost_model.name,
+        cost_provenance=provenance,
+        cost_model_name=base.name if runtime is None else f"{base.name} + {runtime.name} runtime",
+        runtime=runtime,
+        startup=startup,
         wall_s=time.perf_counter() - started,
     )

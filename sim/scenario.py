@@ -9,7 +9,7 @@ what traffic arrives (``workload``), how many replicas share it (``fleet``) and 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -196,6 +196,63 @@ class WorkloadSpec(_Strict):
 # ---- engine, fleet, SLO, cost ------------------------------------------------------------------------
 
 
+class CudaSpec(_Strict):
+    """vLLM's CUDA path: shapes are dynamic; small uniform decode batches replay full CUDA graphs at the next
+    capture size, mixed batches up to the largest size replay piecewise graphs, larger ones run eagerly."""
+
+    cudagraph_capture_sizes: list[int] | None = Field(
+        None, description="Explicit capture sizes; default is vLLM v0.33's list for max_num_seqs."
+    )
+    max_cudagraph_capture_size: int | None = Field(
+        None, ge=1, description="Largest capture size (default min(2 x max_num_seqs, 512))."
+    )
+    enforce_eager: bool = Field(
+        False, description="No CUDA graphs and no torch.compile (vLLM --enforce-eager)."
+    )
+    torch_compile_cache: Literal["cold", "warm"] = Field(
+        "cold", description="Whether ~/.cache/vllm/torch_compile_cache already holds this model's graphs."
+    )
+    piecewise_overhead_per_layer_s: float | None = Field(
+        None, ge=0, description="Extra host time per layer, piecewise steps."
+    )
+    eager_overhead_per_layer_s: float | None = Field(
+        None, ge=0, description="Extra host time per layer, eager steps."
+    )
+
+
+class XlaSpec(_Strict):
+    """vLLM's TPU path (tpu-inference): every step runs at a precompiled (token bucket, request bucket) shape;
+    precompile happens at startup; a shape not compiled yet stalls its step while XLA compiles it."""
+
+    bucket_padding_gap: int = Field(0, ge=0, description="VLLM_TPU_BUCKET_PADDING_GAP: 0 = powers of two.")
+    min_token_bucket: int = Field(16, ge=1, description="MIN_TOKEN_BUCKET.")
+    extra_token_buckets: list[int] = Field(
+        default_factory=list, description="additional_config compilation_sizes."
+    )
+    precompile: bool = Field(
+        True, description="False = SKIP_JAX_PRECOMPILE=1: every shape compiles on first use."
+    )
+    precompile_token_buckets: list[int] | None = Field(
+        None, description="Precompile only these token buckets; the others compile on first use."
+    )
+    compile_cache: Literal["cold", "warm"] = Field(
+        "cold", description="Persistent XLA cache (VLLM_XLA_CACHE_PATH) empty, or holding every shape."
+    )
+    precompile_workers: int = Field(1, ge=1, description="NUM_PRECOMPILE_WORKERS.")
+    backbone_compile_s: float | None = Field(
+        None,
+        gt=0,
+        description="Cold compile of one model-forward bucket; default derived from published warm-ups.",
+    )
+
+    @field_validator("extra_token_buckets", "precompile_token_buckets")
+    @classmethod
+    def _positive(cls, values):
+        if values is not None and any(v < 1 for v in values):
+            raise ValueError("bucket sizes must be >= 1")
+        return values
+
+
 class EngineSpec(_Strict):
     """vLLM engine knobs. Each left out takes vLLM's default for the hardware (sim/resolve.py cites them)."""
 
@@ -216,11 +273,22 @@ class EngineSpec(_Strict):
     activation_reserve_gib: float | None = Field(
         None, ge=0, description="Memory kept for activations; default is an estimate (sim/replica/memory.py)."
     )
+    runtime: Literal["cuda", "xla"] | None = Field(
+        None, description="Executor path; default cuda on GPUs, xla on TPUs."
+    )
+    cuda: CudaSpec = Field(default_factory=CudaSpec, description="CUDA-path knobs (see engine.cuda).")
+    xla: XlaSpec = Field(default_factory=XlaSpec, description="XLA-path knobs (see engine.xla).")
 
 
 class FleetSpec(_Strict):
     replicas: int = Field(1, ge=1, description="Identical vLLM replicas.")
     tensor_parallel_size: int = Field(1, ge=1, description="Chips per replica.")
+    interconnect: str | None = Field(
+        None, description="Link the TP all-reduces use (a key of the hardware's links); default: its fastest."
+    )
+    collective_jitter_sigma: float | None = Field(
+        None, ge=0, description="Log-normal sigma of per-rank all-reduce noise; default per link type."
+    )
     router: Literal["round_robin", "least_outstanding"] = Field(
         "round_robin", description="round_robin, or least_outstanding (fewest waiting + running)."
     )
@@ -236,6 +304,32 @@ class SLOSpec(_Strict):
     e2e_ms: float | None = Field(None, gt=0)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StartupSpec(_Strict):
+    """A replica's time to ready = provision + container start + weight load + the runtime's own start."""
+
+    provision_s: float = Field(0.0, ge=0, description="Acquiring the machine or slice.")
+    container_start_s: float | None = Field(None, ge=0, description="Container and vLLM process start.")
+    storage_bandwidth_gbs: float | None = Field(None, gt=0, description="Weight download bandwidth, GB/s.")
+
+
+class SweepSpec(_Strict):
+    """Run many points: each series (a named set of overrides, e.g. one per hardware) over the grid (the
+    Cartesian product of the listed values). Keys are dotted scenario paths."""
+
+    series: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="name -> {dotted.key: value}."
+    )
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted.key -> values to try.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SweepSpec:
+        if not self.series and not self.grid:
+            raise ValueError("a sweep needs series, grid, or both")
+        if any(len(v) == 0 for v in self.grid.values()):
+            raise ValueError("every grid key needs at least one value")
+        return self
 
 
 class RooflineCost(_Strict):
@@ -288,6 +382,8 @@ class Scenario(_Strict):
     duration_s: float | None = Field(None, gt=0, description="Stop sending requests after this time.")
     num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")
     metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Time-series and dump options.")
+    startup: StartupSpec = Field(default_factory=StartupSpec, description="Replica start-up (see startup).")
+    sweep: SweepSpec | None = Field(None, description="Run a table of points instead of one (see sweep).")
 
     @model_validator(mode="after")
     def _bounded(self) -> Scenario:

@@ -20,6 +20,8 @@ from sim.hardware import HardwareSpec
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Scenario (top level)", S.Scenario),
     ("engine", S.EngineSpec),
+    ("engine.cuda", S.CudaSpec),
+    ("engine.xla", S.XlaSpec),
     ("workload", S.WorkloadSpec),
     ("workload.arrivals", S.ArrivalSpec),
     ("workload.arrivals.schedule[]", S.RatePoint),
@@ -36,6 +38,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("cost_model, kind: roofline", S.RooflineCost),
     ("cost_model, kind: constant", S.ConstantCost),
     ("metrics", S.MetricsSpec),
+    ("startup", S.StartupSpec),
+    ("sweep", S.SweepSpec),
     ("model (inline architecture)", ModelArchitecture),
     ("hardware (inline datasheet)", HardwareSpec),
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim.cost.roofline import expected_distinct_experts, ring_allreduce_s
+from sim.cost.collectives import ring_allreduce_s
+from sim.cost.roofline import expected_distinct_experts
 from sim.errors import InputError
 from sim.loader import load_scenario_dict
 from sim.replica.memory import GIB, estimate_activation_bytes

@@ -32,3 +32,7 @@ def slo_classes() -> dict[str, dict[str, float]]:
 
 def efficiency_defaults() -> dict[str, dict[str, dict[str, Any]]]:
     return _load("efficiency")
+
+
+def runtime_defaults() -> dict[str, dict[str, Any]]:
+    return _load("runtime")

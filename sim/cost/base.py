@@ -22,6 +22,8 @@ class StepBatch:
     prefill_new_tokens: tuple[int, ...]  # per prefill chunk: prompt tokens computed this step
     prefill_context_tokens: tuple[int, ...]  # per prefill chunk: context length after this chunk
     num_sampled_seqs: int  # sequences that sample a token at the end of the step
+    num_padding_tokens: int = 0  # dummy token rows a static-shape runtime adds to reach its bucket
+    num_padding_seqs: int = 0  # dummy request rows (logits/sampling padded to a request bucket)
 
     @property
     def num_tokens(self) -> int:
@@ -46,6 +48,8 @@ class StepCost:
     memory_s: float = 0.0
     communication_s: float = 0.0
     overhead_s: float = 0.0
+    compile_stall_s: float = 0.0  # XLA compiling a shape it had not compiled, inside this step
+    padding_tokens: int = 0  # dummy tokens computed to reach a compiled shape
 
     @property
     def bound(self) -> str:

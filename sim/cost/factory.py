@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from sim import catalog
+from sim.cost.collectives import choose_link
 from sim.cost.constant import ConstantStepCost
 from sim.cost.roofline import RooflineStepCost
+from sim.errors import InputError
 from sim.resolve import ResolvedScenario
 from sim.scenario import ConstantCost, RooflineCost
 
@@ -31,12 +33,23 @@ def build_cost_model(resolved: ResolvedScenario):
         "architecture": resolved.model.source,
     }
     hop = table["collective_hop_latency_s"]
+    link = None
     if resolved.tp > 1:
         provenance["collective_hop_latency_s"] = f"{hop['value']} ({hop['provenance']}: {hop['source']})"
+        link = choose_link(resolved.hardware, resolved.scenario.fleet.interconnect)
+        if link is None:
+            raise InputError(
+                f"{resolved.hardware.name} lists no interconnect for tensor parallelism",
+                "fleet.tensor_parallel_size",
+            )
+        provenance["tp_link"] = (
+            f"{link[0]} at {link[1]} GB/s per direction (datasheet: {resolved.hardware.source})"
+        )
     return RooflineStepCost(
         resolved.model,
         resolved.hardware,
         tp=resolved.tp,
+        link=link,
         memory_bandwidth_utilization=_factor(
             "memory_bandwidth_utilization", spec.memory_bandwidth_utilization, defaults, provenance
         ),

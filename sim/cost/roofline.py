@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from sim.architecture import ModelArchitecture
 from sim.cost.base import StepBatch, StepCost
+from sim.cost.collectives import ring_allreduce_s
 from sim.hardware import HardwareSpec
 from sim.replica.memory import kv_bytes_per_token_per_chip
-
-# Faster links first: TP uses the best interconnect the chip has.
-_LINK_PREFERENCE = ("nvlink4", "nvlink3", "ici_3d_torus", "ici_2d_torus", "pcie_gen5", "pcie_gen4")
 
 
 def expected_distinct_experts(num_experts: int, top_k: int, num_tokens: int) -> float:
@@ -29,24 +27,6 @@ def expected_distinct_experts(num_experts: int, top_k: int, num_tokens: int) -> 
     if num_tokens <= 0:
         return 0.0
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** num_tokens)
-
-
-def ring_allreduce_s(message_bytes: float, ranks: int, link_bytes_s: float, hop_latency_s: float) -> float:
-    """alpha-beta ring all-reduce: 2(t-1) hops, each moving message/t bytes over one link."""
-    if ranks <= 1:
-        return 0.0
-    hops = 2 * (ranks - 1)
-    return hops * hop_latency_s + hops / ranks * message_bytes / link_bytes_s
-
-
-def best_link(hw: HardwareSpec) -> tuple[str, float] | None:
-    for name in _LINK_PREFERENCE:
-        if name in hw.links:
-            return name, hw.links[name]
-    if hw.links:
-        name = max(hw.links, key=hw.links.get)
-        return name, hw.links[name]
-    return None
 
 
 class RooflineStepCost:
@@ -58,6 +38,7 @@ class RooflineStepCost:
         hw: HardwareSpec,
         *,
         tp: int,
+        link: tuple[str, float] | None,
         memory_bandwidth_utilization: float,
         flops_utilization: float,
         step_overhead_s: float,
@@ -90,11 +71,9 @@ class RooflineStepCost:
         self._act_bytes_per_token = arch.num_layers * arch.activation_bytes_per_token_per_layer / tp
         self._allreduce_bytes_per_token = arch.hidden_size * b  # one all-reduce message row
         self._allreduces_per_step = 2 * arch.num_layers
-        link = best_link(hw) if tp > 1 else None
+        self.link_name = link[0] if link else None
         self._link_bytes_s = link[1] * 1e9 if link else 0.0
         self._hop_latency_s = collective_hop_latency_s
-        if link:
-            self.provenance["tp_link"] = f"{link[0]} at {link[1]} GB/s per direction (datasheet: {hw.source})"
 
     def weight_bytes(self, num_tokens: int) -> float:
         if not self.arch.is_moe:
@@ -105,6 +84,8 @@ class RooflineStepCost:
         return self._fixed_weight_bytes + experts * self._expert_bytes
 
     def step_cost(self, batch: StepBatch) -> StepCost:
+        """Padding rows (static shapes) go through the matmuls and the sampler, not through attention,
+        which is ragged over the real sequences, nor into the KV cache."""
         tokens = batch.num_decode_seqs
         pairs = batch.decode_context_tokens
         kv_read = batch.decode_context_tokens
@@ -113,22 +94,23 @@ class RooflineStepCost:
             prior = ctx - new
             pairs += new * prior + new * (new + 1) // 2
             kv_read += ctx
+        rows = tokens + batch.num_padding_tokens
         flops = (
-            self._linear_flops_per_token * tokens
-            + self._lm_head_flops_per_row * batch.num_sampled_seqs
+            self._linear_flops_per_token * rows
+            + self._lm_head_flops_per_row * (batch.num_sampled_seqs + batch.num_padding_seqs)
             + self._attn_flops_per_pair * pairs
         )
         bytes_moved = (
-            self.weight_bytes(tokens)
+            self.weight_bytes(rows)
             + self._kv_bytes_per_token * (kv_read + tokens)
-            + self._act_bytes_per_token * tokens
+            + self._act_bytes_per_token * rows
         )
         compute_s = flops / self._flops_per_s
         memory_s = bytes_moved / self._bytes_per_s
         comm_s = 0.0
         if self.tp > 1:
             per_allreduce = ring_allreduce_s(
-                tokens * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
+                rows * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
             )
             comm_s = self._allreduces_per_step * per_allreduce
         seconds = max(compute_s, memory_s) + comm_s + self.overhead_s

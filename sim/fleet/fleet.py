@@ -18,9 +18,10 @@ class Fleet:
         self,
         env: simpy.Environment,
         resolved: ResolvedScenario,
-        cost_model: StepCostModel,
+        cost_models: list[StepCostModel],
         workload: Workload,
     ):
+        """cost_models: one per replica (runtimes keep per-replica state such as compiled shapes)."""
         self.env = env
         self.workload = workload
         engine = resolved.engine
@@ -35,7 +36,7 @@ class Fleet:
         timeout = resolved.scenario.workload.request_timeout_s
         self.replicas = [
             Replica(env, i, config, cost_model, request_timeout_s=timeout, on_finished=self._on_finished)
-            for i in range(resolved.scenario.fleet.replicas)
+            for i, cost_model in enumerate(cost_models)
         ]
         self.router = make_router(resolved.scenario.fleet.router)
         self.requests: list[RequestState] = []

@@ -31,6 +31,9 @@ class StateSampler:
         self.waiting: list[int] = []
         self.running: list[int] = []
         self.kv_used_blocks: list[int] = []
+        self.tokens: list[int] = []  # cumulative real tokens computed, fleet-wide
+        self.padding_tokens: list[int] = []  # cumulative padding tokens
+        self.compile_stall_s: list[float] = []  # cumulative compile stall seconds
         self.kv_total_blocks = sum(r.scheduler.kv.num_blocks for r in replicas)
         env.process(self._run())
 
@@ -41,6 +44,9 @@ class StateSampler:
             self.waiting.append(sum(r.scheduler.num_waiting for r in self.replicas))
             self.running.append(sum(r.scheduler.num_running for r in self.replicas))
             self.kv_used_blocks.append(sum(r.scheduler.kv.num_used_blocks for r in self.replicas))
+            self.tokens.append(sum(r.stats.num_tokens for r in self.replicas))
+            self.padding_tokens.append(sum(r.stats.padding_tokens for r in self.replicas))
+            self.compile_stall_s.append(sum(r.stats.compile_stall_s for r in self.replicas))
 
 
 def _counts(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -87,4 +93,16 @@ def build_timeseries(
             np.asarray(sampler.kv_used_blocks[:num_windows]) / sampler.kv_total_blocks
         )
     frame["kv_used_frac"] = kv
+    # Per-window work from the cumulative counters: padding waste and compile stalls.
+    for name, values in (
+        ("tokens", sampler.tokens),
+        ("padding_tokens", sampler.padding_tokens),
+        ("compile_stall_s", sampler.compile_stall_s),
+    ):
+        column = np.full(num_windows, np.nan)
+        cumulative = np.asarray(values[:num_windows], dtype=float)
+        column[: len(cumulative)] = np.diff(np.concatenate([[0.0], cumulative]))
+        frame[name] = column
+    total = frame["tokens"] + frame["padding_tokens"]
+    frame["padding_frac"] = np.where(total > 0, frame["padding_tokens"] / total.where(total > 0, 1), 0.0)
     return frame

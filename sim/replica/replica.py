@@ -30,6 +30,9 @@ class ReplicaStats:
         "overhead_s",
         "num_tokens",
         "peak_kv_blocks",
+        "padding_tokens",
+        "compile_stalls",
+        "compile_stall_s",
     )
 
     def __init__(self) -> None:
@@ -39,6 +42,9 @@ class ReplicaStats:
         self.compute_s = self.memory_s = self.communication_s = self.overhead_s = 0.0
         self.num_tokens = 0
         self.peak_kv_blocks = 0
+        self.padding_tokens = 0  # dummy tokens computed to reach compiled shapes
+        self.compile_stalls = 0  # steps that compiled a shape on the spot
+        self.compile_stall_s = 0.0
 
 
 class Replica:
@@ -120,6 +126,10 @@ class Replica:
             stats.memory_s += cost.memory_s
             stats.communication_s += cost.communication_s
             stats.overhead_s += cost.overhead_s
+            stats.padding_tokens += cost.padding_tokens
+            if cost.compile_stall_s:
+                stats.compile_stalls += 1
+                stats.compile_stall_s += cost.compile_stall_s
             if cost.compute_s > cost.memory_s:
                 stats.compute_bound_steps += 1
             if finished:

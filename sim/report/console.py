@@ -44,6 +44,16 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
         f"engine: {result.num_steps} steps, {preemptions} preemptions, KV {r.memory.num_blocks} blocks x "
         f"{r.memory.block_size} tokens per replica ({r.memory.blocks_source})"
     )
+    if result.runtime is not None:
+        from sim.report.files import runtime_block
+
+        rt = runtime_block(result)
+        cold, warm = result.startup["cold"], result.startup["warm"]
+        console.print(
+            f"runtime: {rt['name']} | padding {rt['padding_frac']:.1%} of computed tokens | "
+            f"{rt['compile_stalls']} compile stalls ({rt['compile_stall_s']:.1f} s) | time to ready "
+            f"{cold.total_s:.0f} s cold / {warm.total_s:.0f} s warm cache"
+        )
     console.print("[dim]where the numbers come from:[/dim]")
     console.print(f"[dim]  model: {r.model.source}; hardware: {r.hardware.source}[/dim]")
     for key, value in sorted(result.cost_provenance.items()):

@@ -85,6 +85,16 @@ def servesim_block(result: SimulationResult) -> dict:
             "cost_model": dict(sorted(result.cost_provenance.items())),
             "workload": result.workload.note,
         },
+        "runtime": runtime_block(result),
+        "startup": {
+            cache: {
+                "time_to_ready_s": b.total_s,
+                "first_request_s": b.first_request_s,
+                "components_s": b.components,
+                "provenance": b.provenance,
+            }
+            for cache, b in result.startup.items()
+        },
         "failures_by_reason": {str(k): int(v) for k, v in errors.items()},
         "num_preemptions": int(table["num_preemptions"].sum()),
         "num_recomputed_tokens": int(table["recomputed_tokens"].sum()),
@@ -107,6 +117,33 @@ def servesim_block(result: SimulationResult) -> dict:
             for i, s in enumerate(stats)
         ],
     }
+
+
+def runtime_block(result: SimulationResult) -> dict | None:
+    """Padding waste and compile stalls of the run, plus the shapes the runtime used."""
+    rt = result.runtime
+    if rt is None:
+        return None
+    stats = result.replica_stats
+    tokens = sum(s.num_tokens for s in stats)
+    padding = sum(s.padding_tokens for s in stats)
+    block = {
+        "name": rt.name,
+        "tokens_computed": tokens,
+        "padding_tokens": padding,
+        "padding_frac": padding / (tokens + padding) if tokens + padding else 0.0,
+        "compile_stalls": sum(s.compile_stalls for s in stats),
+        "compile_stall_s": sum(s.compile_stall_s for s in stats),
+    }
+    if rt.name == "xla":
+        block |= {
+            "token_buckets": rt.token_buckets,
+            "request_buckets": rt.request_buckets,
+            "precompiled_token_buckets": rt.precompiled_tokens,
+        }
+    else:
+        block["cuda_graph_capture_sizes"] = rt.capture_sizes
+    return block
 
 
 def per_request_records(result: SimulationResult) -> list[dict]:

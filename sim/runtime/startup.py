@@ -1,0 +1,69 @@
+"""A replica's time to ready, as the sum of its parts.
+
+  provision (machine or slice) + container and vLLM process start + weight load (bytes / storage bandwidth)
+  + the runtime's own start:
+      cuda: engine init + torch.compile (cold, or loaded from its cache) + CUDA-graph capture (per size)
+      xla:  precompile of every bucket combination (cold, or from the persistent XLA cache) / workers
+Each part says where its number came from. The first request's latency on a fresh replica adds its
+prefill step, including any compile that the precompile did not cover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sim import catalog
+from sim.cost.base import StepBatch
+from sim.resolve import ResolvedScenario
+from sim.runtime.settings import RuntimeSettings
+
+
+def _label(entry: dict) -> str:
+    return f"{entry['provenance']}: {entry['source']}"
+
+
+@dataclass(frozen=True)
+class StartupBreakdown:
+    runtime: str
+    cache: str  # "cold" or "warm": the runtime's compile cache at start
+    components: dict[str, float]  # part -> seconds, in start order
+    provenance: dict[str, str] = field(default_factory=dict)  # part -> where its number came from
+    first_request_s: float = 0.0  # a first request's prefill step on the fresh replica, compiles included
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.components.values())
+
+
+def first_request_s(settings: RuntimeSettings, base, prompt_tokens: int, cache: str) -> float:
+    """Latency of one request's prefill on a replica that has just become ready."""
+    fresh = settings.build(base, replica_id=2**31 - 1, seed=0, cache=cache)  # a probe, not a fleet member
+    return fresh.step_cost(StepBatch(0, 0, (prompt_tokens,), (prompt_tokens,), 1)).seconds
+
+
+def startup_breakdown(
+    resolved: ResolvedScenario, settings: RuntimeSettings, cache: str, *, base=None, prompt_tokens: int = 0
+) -> StartupBreakdown:
+    defaults = catalog.runtime_defaults()["startup"]
+    spec = resolved.scenario.startup
+    parts: dict[str, float] = {"provision": spec.provision_s}
+    prov = {"provision": "scenario (startup.provision_s)"}
+    if spec.container_start_s is not None:
+        parts["container_start"], prov["container_start"] = spec.container_start_s, "scenario"
+    else:
+        parts["container_start"] = defaults["container_start_s"]["value"]
+        prov["container_start"] = _label(defaults["container_start_s"])
+    bandwidth = spec.storage_bandwidth_gbs or defaults["storage_bandwidth_gbs"]["value"]
+    parts["weight_load"] = resolved.model.weight_bytes / (bandwidth * 1e9)
+    prov["weight_load"] = (
+        f"{resolved.model.weight_bytes / 1e9:.1f} GB at {bandwidth} GB/s ("
+        + ("scenario" if spec.storage_bandwidth_gbs else _label(defaults["storage_bandwidth_gbs"]))
+        + ")"
+    )
+    runtime_parts, runtime_prov = settings.startup_parts(cache)
+    parts.update(runtime_parts)
+    prov.update(runtime_prov)
+    first = (
+        first_request_s(settings, base, prompt_tokens, cache) if base is not None and prompt_tokens else 0.0
+    )
+    return StartupBreakdown(settings.name, cache, parts, prov, first)

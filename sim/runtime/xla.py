@@ -1,0 +1,77 @@
+"""vLLM's TPU path (tpu-inference, facts §1.1-1.4): static shapes.
+
+Every step is padded up to the first token bucket >= its tokens and the first request bucket >= its
+sequences, and costed at that shape (padding rows run through the matmuls and the sampler; ragged paged
+attention covers only the real sequences). A shape this replica has not compiled yet -- because precompile
+was skipped or did not cover that bucket -- is traced, lowered and compiled synchronously inside the step:
+the whole replica stalls for that compile, then the shape stays compiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sim.cost.base import StepBatch, StepCost
+from sim.runtime.buckets import pad_to
+from sim.runtime.jitter import StragglerJitter
+from sim.runtime.xla_compile import SAMPLE_VARIANTS, XlaCompileTimes
+
+
+class XlaRuntime:
+    name = "xla"
+
+    def __init__(
+        self,
+        base,
+        *,
+        token_buckets: list[int],
+        request_buckets: list[int],
+        attn_request_buckets: list[int],
+        precompiled_tokens: list[int],
+        compile_times: XlaCompileTimes,
+        cache: str,
+        jitter: StragglerJitter,
+    ):
+        self.base = base
+        self.provenance = base.provenance
+        self.token_buckets = token_buckets
+        self.request_buckets = request_buckets
+        self.attn_request_buckets = attn_request_buckets
+        self.backbone_s, self.small_s = compile_times.scaled(cache)
+        self.jitter = jitter
+        # Shapes compiled so far on this replica.
+        self.compiled_backbone = {(t, a) for t in precompiled_tokens for a in attn_request_buckets}
+        precompiled_small = bool(precompiled_tokens)
+        self.compiled_select = {(t, r) for t in precompiled_tokens for r in request_buckets if r <= t}
+        self.compiled_request = set(request_buckets) if precompiled_small else set()
+
+    def _compile_misses(self, t: int, r: int, a: int) -> float:
+        stall = 0.0
+        if (t, a) not in self.compiled_backbone:
+            self.compiled_backbone.add((t, a))
+            stall += self.backbone_s
+        if (t, r) not in self.compiled_select:
+            self.compiled_select.add((t, r))
+            stall += self.small_s
+        if r not in self.compiled_request:
+            self.compiled_request.add(r)
+            stall += self.small_s * (2 + SAMPLE_VARIANTS)  # logits, logprobs and the sampler variants
+        return stall
+
+    def step_cost(self, batch: StepBatch) -> StepCost:
+        n, seqs = batch.num_tokens, batch.num_seqs
+        t = pad_to(self.token_buckets, n)
+        r = pad_to(self.request_buckets, seqs)
+        a = pad_to(self.attn_request_buckets, seqs)
+        if t is None or r is None or a is None:
+            raise AssertionError(f"step of {n} tokens / {seqs} sequences exceeds every bucket")
+        stall = self._compile_misses(t, r, a)
+        cost = self.base.step_cost(replace(batch, num_padding_tokens=t - n, num_padding_seqs=r - seqs))
+        comm = cost.communication_s * self.jitter.factor()
+        return replace(
+            cost,
+            seconds=cost.seconds + comm - cost.communication_s + stall,
+            communication_s=comm,
+            compile_stall_s=stall,
+            padding_tokens=t - n,
+        )
