@@ -91,6 +91,7 @@ def run_simulation(
         env.run(until=env.any_of([fleet.all_ended, env.timeout(slice_s)]))
         if progress is not None:
             progress(env.now, horizon)
+    sampler.finish()
 
     requests = fleet.requests
     step_end_s = [np.asarray(r.step_end_s) for r in fleet.replicas]

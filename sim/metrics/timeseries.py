@@ -40,13 +40,21 @@ class StateSampler:
     def _run(self):
         while True:
             yield self.env.timeout(self.window_s)
-            self.times.append(self.env.now)
-            self.waiting.append(sum(r.scheduler.num_waiting for r in self.replicas))
-            self.running.append(sum(r.scheduler.num_running for r in self.replicas))
-            self.kv_used_blocks.append(sum(r.scheduler.kv.num_used_blocks for r in self.replicas))
-            self.tokens.append(sum(r.stats.num_tokens for r in self.replicas))
-            self.padding_tokens.append(sum(r.stats.padding_tokens for r in self.replicas))
-            self.compile_stall_s.append(sum(r.stats.compile_stall_s for r in self.replicas))
+            self.sample()
+
+    def finish(self) -> None:
+        """Close the last, partial window at the end of the run."""
+        if not self.times or self.times[-1] < self.env.now:
+            self.sample()
+
+    def sample(self) -> None:
+        self.times.append(self.env.now)
+        self.waiting.append(sum(r.scheduler.num_waiting for r in self.replicas))
+        self.running.append(sum(r.scheduler.num_running for r in self.replicas))
+        self.kv_used_blocks.append(sum(r.scheduler.kv.num_used_blocks for r in self.replicas))
+        self.tokens.append(sum(r.stats.num_tokens for r in self.replicas))
+        self.padding_tokens.append(sum(r.stats.padding_tokens for r in self.replicas))
+        self.compile_stall_s.append(sum(r.stats.compile_stall_s for r in self.replicas))
 
 
 def _counts(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
