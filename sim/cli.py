@@ -62,6 +62,9 @@ def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, sche
         from sim.resolve import resolve
 
         sc = load_scenario(scenario, overrides)
+        if sc.sweep is not None:
+            _sweep(scenario, sc, overrides, seed, out_dir, as_json, no_plot)
+            return
         resolved = resolve(sc)
         result = _run(resolved, seed, show_progress=not as_json)
     except InputError as err:
@@ -82,6 +85,41 @@ def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, sche
     from sim.report.console import print_summary
 
     print_summary(result, Console(), written)
+
+
+def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot):
+    from sim.report.sweep import write_sweep
+    from sim.sweep import run_sweep
+
+    console = Console(stderr=True)
+    if as_json or not console.is_terminal:
+        sweep = run_sweep(path, overrides, seed)
+    else:
+        with Progress(
+            TextColumn("[bold]sweep[/bold] {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} points"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(sc.name, total=1)
+
+            def update(done: int, total: int, label: str) -> None:
+                bar.update(task, completed=done, total=total, description=label)
+
+            sweep = run_sweep(path, overrides, seed, progress=update)
+    target = out_dir or Path("results") / sc.name
+    try:
+        written = write_sweep(sweep, target, plot=not no_plot)
+    except OSError as exc:
+        _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
+    if as_json:
+        click.echo(sweep.table.to_json(orient="records", indent=2))
+        return
+    from sim.report.console import print_sweep
+
+    print_sweep(sweep, Console(), written)
 
 
 def _run(resolved, seed, *, show_progress: bool):

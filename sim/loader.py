@@ -75,20 +75,25 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def set_path(data: dict, path: list[str], value: Any, source: str = "--set") -> None:
+    """data[path[0]][path[1]]... = value, creating mappings on the way."""
+    node = data
+    for part in path[:-1]:
+        child = node.get(part) if isinstance(node, dict) else None
+        if child is None:
+            child = {}
+            node[part] = child
+        if not isinstance(child, dict):
+            raise InputError(f"cannot set '{'.'.join(path)}': '{part}' is not a mapping", source)
+        node = child
+    node[path[-1]] = value
+
+
 def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
     data = copy.deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.get(part) if isinstance(node, dict) else None
-            if child is None:
-                child = {}
-                node[part] = child
-            if not isinstance(child, dict):
-                raise InputError(f"cannot set '{'.'.join(path)}': '{part}' is not a mapping", "--set")
-            node = child
-        node[path[-1]] = value
+        set_path(data, path, value)
     return data
 
 

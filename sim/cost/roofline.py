@@ -83,9 +83,14 @@ class RooflineStepCost:
         )
         return self._fixed_weight_bytes + experts * self._expert_bytes
 
-    def step_cost(self, batch: StepBatch) -> StepCost:
-        """Padding rows (static shapes) go through the matmuls and the sampler, not through attention,
-        which is ragged over the real sequences, nor into the KV cache."""
+    def components(
+        self, batch: StepBatch, padding_tokens: int, padding_seqs: int
+    ) -> tuple[float, float, float]:
+        """(compute_s, memory_s, communication_s) of a step with extra padding rows.
+
+        Padding rows (static shapes) go through the matmuls and the sampler, not through attention, which is
+        ragged over the real sequences, nor into the KV cache. Runtimes call this directly (no copies of
+        the batch on the hot path)."""
         tokens = batch.num_decode_seqs
         pairs = batch.decode_context_tokens
         kv_read = batch.decode_context_tokens
@@ -94,10 +99,10 @@ class RooflineStepCost:
             prior = ctx - new
             pairs += new * prior + new * (new + 1) // 2
             kv_read += ctx
-        rows = tokens + batch.num_padding_tokens
+        rows = tokens + padding_tokens
         flops = (
             self._linear_flops_per_token * rows
-            + self._lm_head_flops_per_row * (batch.num_sampled_seqs + batch.num_padding_seqs)
+            + self._lm_head_flops_per_row * (batch.num_sampled_seqs + padding_seqs)
             + self._attn_flops_per_pair * pairs
         )
         bytes_moved = (
@@ -105,13 +110,15 @@ class RooflineStepCost:
             + self._kv_bytes_per_token * (kv_read + tokens)
             + self._act_bytes_per_token * rows
         )
-        compute_s = flops / self._flops_per_s
-        memory_s = bytes_moved / self._bytes_per_s
         comm_s = 0.0
         if self.tp > 1:
             per_allreduce = ring_allreduce_s(
                 rows * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
             )
             comm_s = self._allreduces_per_step * per_allreduce
+        return flops / self._flops_per_s, bytes_moved / self._bytes_per_s, comm_s
+
+    def step_cost(self, batch: StepBatch) -> StepCost:
+        compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)
         seconds = max(compute_s, memory_s) + comm_s + self.overhead_s
-        return StepCost(seconds, compute_s, memory_s, comm_s, self.overhead_s)
+        return StepCost(seconds, compute_s, memory_s, comm_s, self.overhead_s, 0.0, batch.num_padding_tokens)

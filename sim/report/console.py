@@ -66,3 +66,55 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
         f"[dim]simulated {s['total_requested']} requests in {result.wall_s:.2f} s wall "
         f"({s['total_requested'] / max(result.wall_s, 1e-9):,.0f} req/s)[/dim]"
     )
+
+
+def print_sweep(sweep, console: Console, written: list | None = None) -> None:
+    """The sweep's point table and start-up comparison."""
+    table = Table(
+        title=f"{sweep.name}: {len(sweep.points)} points",
+        caption="simulated; see each point's summary.json for sources",
+    )
+    cols = [
+        "series",
+        *sweep.grid_keys,
+        "output_tok_s",
+        "ttft_p99_ms",
+        "tpot_p99_ms",
+        "goodput_rps",
+        "slo_attainment",
+    ]
+    for col in cols:
+        table.add_column(col.split(".")[-1], justify="left" if col == "series" else "right")
+    reasons: dict[str, str] = {}
+    for row in sweep.table.to_dict("records"):
+        if row.get("error"):
+            table.add_row(*[str(row.get(c, "")) for c in ["series", *sweep.grid_keys]], *["-"] * 5)
+            reasons.setdefault(str(row["series"]), row["error"])
+            continue
+        cells = [str(row["series"]), *[str(row[k]) for k in sweep.grid_keys]]
+        cells += [
+            f"{row['output_tok_s']:.0f}",
+            f"{row['ttft_p99_ms']:.0f}",
+            f"{row['tpot_p99_ms']:.1f}",
+            f"{row['goodput_rps']:.2f}",
+            f"{row['slo_attainment']:.1%}",
+        ]
+        table.add_row(*cells)
+    console.print(table)
+    for series, reason in reasons.items():
+        console.print(f"[red]{series or 'point'} cannot run:[/red] {reason}")
+    if not sweep.startup.empty:
+        start = Table(title="replica start-up (simulated components; sources in each point's summary.json)")
+        for col in ("series", "runtime", "cache", "time_to_ready_s", "first_request_s"):
+            start.add_column(col, justify="left" if col in ("series", "runtime", "cache") else "right")
+        for row in sweep.startup.to_dict("records"):
+            start.add_row(
+                str(row["series"]),
+                row["runtime"],
+                row["cache"],
+                f"{row['time_to_ready_s']:.0f}",
+                f"{row['first_request_s'] * 1e3:.0f} ms",
+            )
+        console.print(start)
+    if written:
+        console.print(f"results: {', '.join(str(p) for p in written)}")

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from sim.cost.base import StepBatch, StepCost
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
@@ -37,21 +35,19 @@ class CudaRuntime:
         self.jitter = jitter
 
     def step_cost(self, batch: StepBatch) -> StepCost:
-        n = batch.num_tokens
+        n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)
+        overhead = self.base.overhead_s
         if n > self.max_capture:
-            cost, extra, pad = self.base.step_cost(batch), self.eager_overhead_s, 0
+            pad, pad_seqs = 0, 0
+            overhead += self.eager_overhead_s
         else:
             pad = pad_to(self.capture_sizes, n) - n
             uniform_decode = not batch.prefill_new_tokens
-            if pad:
-                batch = replace(batch, num_padding_tokens=pad, num_padding_seqs=pad if uniform_decode else 0)
-            cost = self.base.step_cost(batch)
-            extra = 0.0 if uniform_decode else self.piecewise_overhead_s
-        comm = cost.communication_s * self.jitter.factor()
-        return replace(
-            cost,
-            seconds=cost.seconds + extra + comm - cost.communication_s,
-            communication_s=comm,
-            overhead_s=cost.overhead_s + extra,
-            padding_tokens=pad,
-        )
+            pad_seqs = pad if uniform_decode else 0
+            if not uniform_decode:
+                overhead += self.piecewise_overhead_s
+        compute_s, memory_s, comm_s = self.base.components(batch, pad, pad_seqs)
+        if comm_s:
+            comm_s *= self.jitter.factor()
+        seconds = (compute_s if compute_s > memory_s else memory_s) + comm_s + overhead
+        return StepCost(seconds, compute_s, memory_s, comm_s, overhead, 0.0, pad)

@@ -9,8 +9,6 @@ the whole replica stalls for that compile, then the shape stays compiled.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from sim.cost.base import StepBatch, StepCost
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
@@ -59,19 +57,17 @@ class XlaRuntime:
         return stall
 
     def step_cost(self, batch: StepBatch) -> StepCost:
-        n, seqs = batch.num_tokens, batch.num_seqs
+        n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)
+        seqs = batch.num_decode_seqs + len(batch.prefill_new_tokens)
         t = pad_to(self.token_buckets, n)
         r = pad_to(self.request_buckets, seqs)
         a = pad_to(self.attn_request_buckets, seqs)
         if t is None or r is None or a is None:
             raise AssertionError(f"step of {n} tokens / {seqs} sequences exceeds every bucket")
         stall = self._compile_misses(t, r, a)
-        cost = self.base.step_cost(replace(batch, num_padding_tokens=t - n, num_padding_seqs=r - seqs))
-        comm = cost.communication_s * self.jitter.factor()
-        return replace(
-            cost,
-            seconds=cost.seconds + comm - cost.communication_s + stall,
-            communication_s=comm,
-            compile_stall_s=stall,
-            padding_tokens=t - n,
-        )
+        compute_s, memory_s, comm_s = self.base.components(batch, t - n, r - seqs)
+        if comm_s:
+            comm_s *= self.jitter.factor()
+        overhead = self.base.overhead_s
+        seconds = (compute_s if compute_s > memory_s else memory_s) + comm_s + overhead + stall
+        return StepCost(seconds, compute_s, memory_s, comm_s, overhead, stall, t - n)

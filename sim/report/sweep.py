@@ -1,0 +1,77 @@
+"""Files of a sweep: the point table and the start-up comparison (CSV and markdown), the plots of goodput,
+P99 TTFT and P99 TPOT against the first grid key with one line per series (GPU and TPU side by side),
+and each point's summary.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from sim.report.files import summary_document  # noqa: E402
+from sim.sweep import SweepResult  # noqa: E402
+
+
+def _markdown(frame, floatfmt=".3g") -> str:
+    if frame.empty:
+        return "(no rows)\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        cells = [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(sweep: SweepResult, path: Path) -> Path | None:
+    if not sweep.grid_keys:
+        return None
+    x = sweep.grid_keys[0]
+    table = sweep.table[sweep.table["error"] == ""]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, col, label in zip(
+        axes,
+        ("goodput_rps", "ttft_p99_ms", "tpot_p99_ms"),
+        ("goodput (req/s)", "P99 TTFT (ms)", "P99 TPOT (ms)"),
+        strict=True,
+    ):
+        for series, group in table.groupby("series", sort=False):
+            group = group.sort_values(x, key=lambda s: s.astype(float))
+            ax.plot(group[x].astype(float), group[col], marker="o", label=series or "base")
+        ax.set_xlabel(x)
+        ax.set_ylabel(label)
+        if col != "goodput_rps":
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{sweep.name} (simulated)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_sweep(sweep: SweepResult, out_dir: Path, *, plot: bool) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in (("sweep", sweep.table), ("startup", sweep.startup)):
+        csv = out_dir / f"{name}.csv"
+        frame.to_csv(csv, index=False, float_format="%.9g")
+        md = out_dir / f"{name}.md"
+        md.write_text(f"# {sweep.name}: {name} (simulated)\n\n" + _markdown(frame))
+        written += [csv, md]
+    points_dir = out_dir / "points"
+    for point, result in zip(sweep.points, sweep.results, strict=True):
+        if result is not None:
+            folder = points_dir / point.label
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "summary.json").write_text(
+                json.dumps(summary_document(result, per_request=False), indent=2) + "\n"
+            )
+    if plot and (png := plot_sweep(sweep, out_dir / "sweep.png")):
+        written.append(png)
+    return written
