@@ -58,7 +58,12 @@ class ResolvedScenario:
     slo: ResolvedSLO
     memory: MemoryPlan
     tp: int
+    replicas_per_host: int  # replicas sharing one host (a TP group never spans hosts)
     provenance: dict[str, str] = field(default_factory=dict)  # knob -> where its value came from
+
+    @property
+    def num_hosts(self) -> int:
+        return -(-self.scenario.fleet.replicas // self.replicas_per_host)
 
 
 def _lookup_model(spec: str | ModelArchitecture) -> ModelArchitecture:
@@ -181,6 +186,12 @@ def resolve(sc: Scenario) -> ResolvedScenario:
             f"{arch.num_attention_heads} attention heads do not split evenly over {tp} chips",
             "fleet.tensor_parallel_size",
         )
+    per_host = sc.fleet.replicas_per_host or hw.chips_per_host // tp
+    if per_host * tp > hw.chips_per_host:
+        raise InputError(
+            f"{per_host} replicas x TP{tp} need {per_host * tp} chips but a {hw.name} host has {hw.chips_per_host}",
+            "fleet.replicas_per_host",
+        )
     engine, prov = _resolve_engine(sc, arch, hw)
 
     if sc.engine.activation_reserve_gib is not None:
@@ -224,5 +235,13 @@ def resolve(sc: Scenario) -> ResolvedScenario:
     prov["model"] = arch.source
     prov["hardware"] = hw.source
     return ResolvedScenario(
-        scenario=sc, model=arch, hardware=hw, engine=engine, slo=slo, memory=memory, tp=tp, provenance=prov
+        scenario=sc,
+        model=arch,
+        hardware=hw,
+        engine=engine,
+        slo=slo,
+        memory=memory,
+        tp=tp,
+        replicas_per_host=per_host,
+        provenance=prov,
     )

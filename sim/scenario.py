@@ -283,6 +283,9 @@ class EngineSpec(_Strict):
 class FleetSpec(_Strict):
     replicas: int = Field(1, ge=1, description="Identical vLLM replicas.")
     tensor_parallel_size: int = Field(1, ge=1, description="Chips per replica.")
+    replicas_per_host: int | None = Field(
+        None, ge=1, description="Replicas packed on one host (default: as many as its chips allow)."
+    )
     interconnect: str | None = Field(
         None, description="Link the TP all-reduces use (a key of the hardware's links); default: its fastest."
     )

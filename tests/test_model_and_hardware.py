@@ -100,6 +100,7 @@ def test_tensor_parallel_shards_weights_and_kv():
         ({"fleet": {"tensor_parallel_size": 16}}, "fleet.tensor_parallel_size"),
         ({"fleet": {"tensor_parallel_size": 3}}, "fleet.tensor_parallel_size"),
         ({"slo": {"class": "nope"}}, "slo.class"),
+        ({"fleet": {"tensor_parallel_size": 4, "replicas_per_host": 3}}, "fleet.replicas_per_host"),
         ({"model": "gpt-9"}, "model"),
     ],
 )
@@ -134,3 +135,18 @@ def test_ring_allreduce_formula():
     # 2(t-1) hops of message/t bytes each, plus 2(t-1) hop latencies.
     assert ring_allreduce_s(8e6, 4, 1e9, 1e-5) == pytest.approx(6 * 1e-5 + 6 / 4 * 8e6 / 1e9)
     assert ring_allreduce_s(8e6, 1, 1e9, 1e-5) == 0.0
+
+
+def test_host_packing():
+    one_tp8 = resolve(
+        load_scenario_dict(
+            scenario_dict(
+                model="llama-3.1-70b", hardware="h100", fleet={"tensor_parallel_size": 8, "replicas": 3}
+            )
+        )
+    )
+    assert (one_tp8.replicas_per_host, one_tp8.num_hosts) == (1, 3)
+    small = resolve(load_scenario_dict(scenario_dict(fleet={"tensor_parallel_size": 2, "replicas": 6})))
+    assert (small.replicas_per_host, small.num_hosts) == (4, 2)  # four TP2 replicas fill an 8-chip host
+    sparse = resolve(load_scenario_dict(scenario_dict(fleet={"replicas": 6, "replicas_per_host": 2})))
+    assert sparse.num_hosts == 3

@@ -72,6 +72,13 @@ def servesim_block(result: SimulationResult) -> dict:
         "version": __version__,
         "scenario": r.scenario.model_dump(mode="json", by_alias=True),
         "engine": {k: getattr(r.engine, k) for k in r.engine.__slots__},
+        "placement": {
+            "replicas": r.scenario.fleet.replicas,
+            "tensor_parallel_size": r.tp,
+            "replicas_per_host": r.replicas_per_host,
+            "hosts": r.num_hosts,
+            "chips_per_host": r.hardware.chips_per_host,
+        },
         "memory": {k: getattr(r.memory, k) for k in r.memory.__slots__},
         "slo": {
             "class": r.slo.name,
