@@ -13,7 +13,9 @@ class HardwareSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field("custom", description="Label used in reports.")
-    kind: Literal["gpu", "tpu"] = Field(..., description="Selects vLLM's defaults and the runtime family.")
+    kind: Literal["gpu", "tpu", "cpu"] = Field(
+        ..., description="Selects vLLM's defaults and the runtime family."
+    )
     source: str = Field("inline", description="Datasheet or measurement the numbers come from.")
     peak_bf16_tflops: float = Field(..., gt=0, description="Dense BF16 peak, TFLOP/s.")
     memory_bytes: int = Field(..., gt=0, description="Device memory the runtime can address, bytes.")

@@ -121,9 +121,12 @@ def load_scenario_dict(data: dict, overrides: Iterable[str] = (), base_dir: Path
     except ValidationError as err:
         raise validation_error_to_input_error(err) from None
     lengths = scenario.workload.lengths
-    if base_dir is not None and hasattr(lengths, "path") and not Path(lengths.path).is_absolute():
+    if base_dir is not None:
         # File paths in a scenario are relative to the scenario file, not to the shell's directory.
-        lengths.path = str((base_dir / lengths.path).resolve())
+        if hasattr(lengths, "path") and not Path(lengths.path).is_absolute():
+            lengths.path = str((base_dir / lengths.path).resolve())
+        if scenario.profile is not None and not Path(scenario.profile).is_absolute():
+            scenario.profile = str((base_dir / scenario.profile).resolve())
     return scenario
 
 

@@ -92,6 +92,8 @@ def _is_large_gpu(hw: HardwareSpec) -> bool:
 def _batch_defaults(hw: HardwareSpec) -> tuple[int, int, str]:
     if hw.kind == "tpu":
         return 2048, 256, _SRC_TPU_BATCH
+    if hw.kind == "cpu":
+        return 2048, 256, "vLLM v0.33 generic small-device defaults (facts §2.1)"
     if hw.memory_bytes >= 160 * GIB:
         return 16384, 1024, _SRC_BATCH
     if _is_large_gpu(hw):
@@ -194,6 +196,16 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         )
     engine, prov = _resolve_engine(sc, arch, hw)
 
+    if (
+        hw.kind == "cpu"
+        and sc.engine.kv_cache_space_gib is None
+        and sc.engine.num_gpu_blocks_override is None
+    ):
+        raise InputError(
+            "required on CPU hosts: vLLM's CPU backend sizes its KV cache from VLLM_CPU_KVCACHE_SPACE; give the "
+            "value the server runs with",
+            "engine.kv_cache_space_gib",
+        )
     if sc.engine.activation_reserve_gib is not None:
         activation = int(sc.engine.activation_reserve_gib * GIB)
         prov["activation_reserve"] = "scenario"
@@ -214,6 +226,9 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         activation_bytes=activation,
         block_size=engine.block_size,
         num_gpu_blocks_override=sc.engine.num_gpu_blocks_override,
+        kv_cache_bytes=None
+        if sc.engine.kv_cache_space_gib is None
+        else int(sc.engine.kv_cache_space_gib * GIB),
     )
     if memory.blocks_source == "derived" and memory.kv_bytes <= 0:
         raise InputError(

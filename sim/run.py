@@ -47,6 +47,7 @@ class SimulationResult:
     cost_model_name: str
     runtime: RuntimeSettings | None  # None with a constant step cost, which bypasses the runtime layer
     startup: dict[str, StartupBreakdown]  # "cold" / "warm" -> a replica's time to ready
+    warnings: list[str]  # things the user should know about the numbers (e.g. extrapolation)
     wall_s: float  # wall-clock seconds the run took (console only)
 
     @property
@@ -100,6 +101,14 @@ def run_simulation(
     itl_values, itl_counts = pooled_itl((r for r, s in zip(requests, ok, strict=True) if s), step_end_s)
     summary = summarize(table, itl_values, itl_counts, resolved.slo)
     timeseries = build_timeseries(table, good_mask(table, resolved.slo), sampler, summary["duration_s"])
+    warnings = []
+    extrapolated = getattr(base, "num_extrapolated_steps", 0)
+    if extrapolated:
+        total = sum(s.num_steps for s in (r.stats for r in fleet.replicas))
+        warnings.append(
+            f"{extrapolated} of {total} engine steps were larger than any step in the profile; they were priced "
+            "by the roofline scaled to the profile at the edge of its range"
+        )
     return SimulationResult(
         resolved=resolved,
         seed=seed,
@@ -114,5 +123,6 @@ def run_simulation(
         cost_model_name=base.name if runtime is None else f"{base.name} + {runtime.name} runtime",
         runtime=runtime,
         startup=startup,
+        warnings=warnings,
         wall_s=time.perf_counter() - started,
     )

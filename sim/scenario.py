@@ -273,8 +273,13 @@ class EngineSpec(_Strict):
     activation_reserve_gib: float | None = Field(
         None, ge=0, description="Memory kept for activations; default is an estimate (sim/replica/memory.py)."
     )
-    runtime: Literal["cuda", "xla"] | None = Field(
-        None, description="Executor path; default cuda on GPUs, xla on TPUs."
+    runtime: Literal["cuda", "xla", "eager"] | None = Field(
+        None, description="Executor path; default cuda on GPUs, xla on TPUs, eager on CPU hosts."
+    )
+    kv_cache_space_gib: float | None = Field(
+        None,
+        gt=0,
+        description="KV cache per chip, GiB, instead of deriving it (required on CPU: VLLM_CPU_KVCACHE_SPACE).",
     )
     cuda: CudaSpec = Field(default_factory=CudaSpec, description="CUDA-path knobs (see engine.cuda).")
     xla: XlaSpec = Field(default_factory=XlaSpec, description="XLA-path knobs (see engine.xla).")
@@ -382,6 +387,10 @@ class Scenario(_Strict):
     fleet: FleetSpec = Field(default_factory=FleetSpec, description="Replicas and routing (see fleet).")
     slo: SLOSpec = Field(default_factory=SLOSpec, description="What counts as a good request (see slo).")
     cost_model: CostModelSpec = Field(default_factory=RooflineCost, description="How step times are priced.")
+    profile: str | None = Field(
+        None,
+        description="A calibrate profile (path, relative to this file): measured step and compile times.",
+    )
     duration_s: float | None = Field(None, gt=0, description="Stop sending requests after this time.")
     num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")
     metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Time-series and dump options.")

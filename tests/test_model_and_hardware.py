@@ -102,6 +102,7 @@ def test_tensor_parallel_shards_weights_and_kv():
         ({"slo": {"class": "nope"}}, "slo.class"),
         ({"fleet": {"tensor_parallel_size": 4, "replicas_per_host": 3}}, "fleet.replicas_per_host"),
         ({"model": "gpt-9"}, "model"),
+        ({"hardware": "cpu"}, "engine.kv_cache_space_gib"),
     ],
 )
 def test_combinations_that_cannot_run(overrides, field):

@@ -207,3 +207,27 @@ def test_moe_decode_reads_fewer_bytes_than_a_dense_model_of_its_total_size():
     many = base.weight_bytes(100_000)
     assert one < 0.2 * resolved.model.weight_bytes  # 8 of 128 experts per layer plus attention
     assert many == pytest.approx(resolved.model.weight_bytes, rel=0.02)  # every expert touched
+
+
+def test_precompile_uses_the_measured_aot_compile_times():
+    # The shipped v6e profile holds real XLA:TPU compile times per bucket; precompile is their sum.
+    from pathlib import Path
+
+    from sim.loader import load_scenario
+    from sim.profile import load_profile
+
+    path = Path(__file__).parent.parent / "scenarios" / "tpu_v6e_compile_wall.yaml"
+    resolved = resolve(load_scenario(path, ["engine.xla.precompile=true"]))
+    settings = resolve_runtime(resolved)
+    measured = {s.token_bucket: s.cold_s for s in load_profile(resolved.scenario.profile).compile.samples}
+    expected = sum(measured[t] for t in settings.token_buckets) + 0.1 * (
+        sum(1 for t in settings.token_buckets for r in settings.request_buckets if r <= t)
+        + 6 * len(settings.request_buckets)
+    )
+    assert startup_breakdown(resolved, settings, "cold").components["xla_precompile"] == pytest.approx(
+        expected
+    )
+    assert "aot-compiled by calibrate" in settings.provenance["xla_compile_times"]
+    # Between measured buckets the compile time is interpolated over log2(bucket).
+    times = settings.compile_times
+    assert min(measured[64], measured[128]) <= times.backbone(90, "cold") <= max(measured[64], measured[128])

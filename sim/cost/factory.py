@@ -20,11 +20,55 @@ def _factor(name: str, user_value: float | None, defaults: dict, provenance: dic
     return float(entry["value"])
 
 
+def check_profile_matches(profile, resolved: ResolvedScenario, path: str) -> None:
+    """A profile measured for one model or host must not price another."""
+    sc = resolved.scenario
+    hardware = sc.hardware if isinstance(sc.hardware, str) else None
+    if profile.model != resolved.model.name:
+        raise InputError(
+            f"{path} was measured for model '{profile.model}', the scenario serves '{resolved.model.name}'",
+            "profile",
+        )
+    if hardware is not None and profile.hardware != hardware:
+        raise InputError(
+            f"{path} was measured on '{profile.hardware}', the scenario runs on '{hardware}'", "profile"
+        )
+    if profile.steps is not None and profile.steps.tensor_parallel_size != resolved.tp:
+        raise InputError(
+            f"{path} holds TP{profile.steps.tensor_parallel_size} step times; the scenario uses "
+            f"TP{resolved.tp}",
+            "profile",
+        )
+
+
 def build_cost_model(resolved: ResolvedScenario):
     spec = resolved.scenario.cost_model
     if isinstance(spec, ConstantCost):
+        if resolved.scenario.profile is not None:
+            raise InputError(
+                "a constant step time and a measured profile exclude each other; drop one", "profile"
+            )
         return ConstantStepCost(spec.step_s)
-    assert isinstance(spec, RooflineCost)
+    roofline = _build_roofline(resolved, spec)
+    path = resolved.scenario.profile
+    if path is None:
+        return roofline
+    from sim.cost.profiled import ProfiledStepCost
+    from sim.profile import load_profile
+
+    profile = load_profile(path)
+    check_profile_matches(profile, resolved, path)
+    if profile.steps is None:
+        return roofline  # a compile-only profile (e.g. TPU AOT): the runtime takes its compile times
+    entry = catalog.efficiency_defaults()[resolved.hardware.kind]["engine_overhead_s"]
+    if getattr(spec, "step_overhead_s", None) is not None:
+        overhead, source = spec.step_overhead_s, "cost_model.step_overhead_s in the scenario"
+    else:
+        overhead, source = float(entry["value"]), f"{entry['provenance']}: {entry['source']}"
+    return ProfiledStepCost(profile, roofline, path, overhead, source)
+
+
+def _build_roofline(resolved: ResolvedScenario, spec: RooflineCost):
     table = catalog.efficiency_defaults()
     defaults = table[resolved.hardware.kind]
     provenance: dict[str, str] = {

@@ -100,15 +100,8 @@ class RooflineStepCost:
             pairs += new * prior + new * (new + 1) // 2
             kv_read += ctx
         rows = tokens + padding_tokens
-        flops = (
-            self._linear_flops_per_token * rows
-            + self._lm_head_flops_per_row * (batch.num_sampled_seqs + padding_seqs)
-            + self._attn_flops_per_pair * pairs
-        )
-        bytes_moved = (
-            self.weight_bytes(rows)
-            + self._kv_bytes_per_token * (kv_read + tokens)
-            + self._act_bytes_per_token * rows
+        compute_s, memory_s = self.time_from_features(
+            rows, pairs, kv_read, batch.num_sampled_seqs + padding_seqs, real_tokens=tokens
         )
         comm_s = 0.0
         if self.tp > 1:
@@ -116,7 +109,24 @@ class RooflineStepCost:
                 rows * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
             )
             comm_s = self._allreduces_per_step * per_allreduce
-        return flops / self._flops_per_s, bytes_moved / self._bytes_per_s, comm_s
+        return compute_s, memory_s, comm_s
+
+    def time_from_features(
+        self, rows: float, pairs: float, kv_read: float, sampled: float, real_tokens: float | None = None
+    ) -> tuple[float, float]:
+        """(compute_s, memory_s) for a step given its summary features (rows = tokens incl. padding)."""
+        real = rows if real_tokens is None else real_tokens
+        flops = (
+            self._linear_flops_per_token * rows
+            + self._lm_head_flops_per_row * sampled
+            + self._attn_flops_per_pair * pairs
+        )
+        bytes_moved = (
+            self.weight_bytes(int(rows))
+            + self._kv_bytes_per_token * (kv_read + real)
+            + self._act_bytes_per_token * rows
+        )
+        return flops / self._flops_per_s, bytes_moved / self._bytes_per_s
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)

@@ -69,6 +69,7 @@ def plan_memory(
     activation_bytes: int,
     block_size: int,
     num_gpu_blocks_override: int | None,
+    kv_cache_bytes: int | None = None,
 ) -> MemoryPlan:
     usable = int(hw.memory_bytes * gpu_memory_utilization)
     weights = math.ceil(arch.weight_bytes / tp)
@@ -76,6 +77,9 @@ def plan_memory(
     per_token = kv_bytes_per_token_per_chip(arch, tp)
     if num_gpu_blocks_override is not None:
         num_blocks, source = num_gpu_blocks_override, "num_gpu_blocks_override"
+    elif kv_cache_bytes is not None:
+        kv_bytes = kv_cache_bytes
+        num_blocks, source = kv_bytes // (per_token * block_size), "kv_cache_space_gib"
     else:
         num_blocks, source = max(0, kv_bytes) // (per_token * block_size), "derived"
     return MemoryPlan(

@@ -54,6 +54,8 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
             f"{rt['compile_stalls']} compile stalls ({rt['compile_stall_s']:.1f} s) | time to ready "
             f"{cold.total_s:.0f} s cold / {warm.total_s:.0f} s warm cache"
         )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print("[dim]where the numbers come from:[/dim]")
     console.print(f"[dim]  model: {r.model.source}; hardware: {r.hardware.source}[/dim]")
     for key, value in sorted(result.cost_provenance.items()):

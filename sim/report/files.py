@@ -102,6 +102,7 @@ def servesim_block(result: SimulationResult) -> dict:
             }
             for cache, b in result.startup.items()
         },
+        "warnings": result.warnings,
         "failures_by_reason": {str(k): int(v) for k, v in errors.items()},
         "num_preemptions": int(table["num_preemptions"].sum()),
         "num_recomputed_tokens": int(table["recomputed_tokens"].sum()),

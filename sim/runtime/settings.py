@@ -49,7 +49,7 @@ class RuntimeSettings:
         cache overrides the scenario's compile-cache state (for the cold/warm start-up comparison)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E5, replica_id]))
         jitter = StragglerJitter(self.jitter_sigma, self.resolved.tp, rng)
-        if self.name == "cuda":
+        if self.name in ("cuda", "eager"):
             return CudaRuntime(
                 base,
                 capture_sizes=self.capture_sizes,
@@ -72,6 +72,11 @@ class RuntimeSettings:
     def startup_parts(self, cache: str) -> tuple[dict[str, float], dict[str, str]]:
         """The runtime's own start-up components (seconds) and their provenance, for a cold or warm cache."""
         eng = self.resolved.scenario.engine
+        if self.name == "eager":
+            d = catalog.runtime_defaults()["cpu"]
+            return {"engine_start": d["engine_start_s"]["value"]}, {
+                "engine_start": _label(d["engine_start_s"])
+            }
         if self.name == "cuda":
             d = catalog.runtime_defaults()["cuda"]
             if eng.cuda.enforce_eager:
@@ -119,8 +124,8 @@ class RuntimeSettings:
 def resolve_runtime(resolved: ResolvedScenario) -> RuntimeSettings:
     eng = resolved.scenario.engine
     hw = resolved.hardware
-    name = eng.runtime or ("xla" if hw.kind == "tpu" else "cuda")
-    if (name == "xla") != (hw.kind == "tpu"):
+    name = eng.runtime or {"tpu": "xla", "gpu": "cuda", "cpu": "eager"}[hw.kind]
+    if {"xla": "tpu", "cuda": "gpu", "eager": "cpu"}[name] != hw.kind:
         raise InputError(f"runtime '{name}' does not run on {hw.kind} hardware ({hw.name})", "engine.runtime")
     defaults = catalog.runtime_defaults()
     settings = RuntimeSettings(name=name, resolved=resolved, jitter_sigma=0.0)
@@ -138,6 +143,9 @@ def resolve_runtime(resolved: ResolvedScenario) -> RuntimeSettings:
             settings.jitter_sigma = sigmas[link]["value"]
             prov["collective_jitter_sigma"] = f"{link}: {_label(sigmas[link])}"
     engine = resolved.engine
+    if name == "eager":
+        prov["eager"] = "vLLM's CPU path: dynamic shapes, no CUDA graphs, no padding"
+        return settings
     if name == "cuda":
         spec, d = eng.cuda, defaults["cuda"]
         if spec.enforce_eager:
@@ -191,11 +199,29 @@ def resolve_runtime(resolved: ResolvedScenario) -> RuntimeSettings:
             f"backbone {backbone:.1f} s/bucket derived from {d['anchor_warmup_s']['source']}, "
             f"scaled to {resolved.model.num_layers} layers (estimated)"
         )
+    measured_cold = measured_warm = None
+    if resolved.scenario.profile is not None and spec.backbone_compile_s is None:
+        from sim.profile import load_profile
+
+        section = load_profile(resolved.scenario.profile).compile
+        if section is not None:
+            measured_cold = {s.token_bucket: s.cold_s for s in section.samples}
+            measured_warm = {
+                s.token_bucket: s.warm_s for s in section.samples if s.warm_s is not None
+            } or None
+            p = section.provenance
+            source = (
+                f"per-bucket compile times {p.method} by calibrate ({p.tool}) for {section.target} on {p.host}, "
+                f"{p.date}, buckets {sorted(measured_cold)} (others interpolated over log2 bucket)"
+                + ("" if measured_warm else "; warm cache from the derived ratio below")
+            )
     settings.compile_times = XlaCompileTimes(
         backbone_s=backbone,
         small_s=d["small_function_compile_s"]["value"],
         warm_fraction=d["warm_cache_fraction"]["value"],
         source=source,
+        measured_cold=measured_cold,
+        measured_warm=measured_warm,
     )
     prov["xla_token_buckets"] = f"{settings.token_buckets} (tpu-inference get_token_paddings, facts §1.1)"
     prov["xla_request_buckets"] = f"{settings.request_buckets} (tpu-inference get_req_paddings, facts §1.2)"

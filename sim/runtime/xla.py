@@ -35,7 +35,8 @@ class XlaRuntime:
         self.token_buckets = token_buckets
         self.request_buckets = request_buckets
         self.attn_request_buckets = attn_request_buckets
-        self.backbone_s, self.small_s = compile_times.scaled(cache)
+        self.compile_times, self.cache = compile_times, cache
+        self.small_s = compile_times.small(cache)
         self.jitter = jitter
         # Shapes compiled so far on this replica.
         self.compiled_backbone = {(t, a) for t in precompiled_tokens for a in attn_request_buckets}
@@ -47,7 +48,7 @@ class XlaRuntime:
         stall = 0.0
         if (t, a) not in self.compiled_backbone:
             self.compiled_backbone.add((t, a))
-            stall += self.backbone_s
+            stall += self.compile_times.backbone(t, self.cache)
         if (t, r) not in self.compiled_select:
             self.compiled_select.add((t, r))
             stall += self.small_s

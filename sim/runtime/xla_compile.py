@@ -27,16 +27,34 @@ def num_small_functions(tokens: list[int], requests: list[int]) -> int:
     return selects + len(requests) * (1 + SAMPLE_VARIANTS + 1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class XlaCompileTimes:
-    backbone_s: float  # one backbone (token bucket) compile, cold
+    backbone_s: float  # one backbone (token bucket) compile, cold, where no per-bucket figure exists
     small_s: float  # one small function compile, cold
     warm_fraction: float  # cached / cold
     source: str
+    measured_cold: dict[int, float] | None = None  # token bucket -> measured cold compile (a profile)
+    measured_warm: dict[int, float] | None = None  # token bucket -> measured warm compile
 
-    def scaled(self, cache: str) -> tuple[float, float]:
-        factor = self.warm_fraction if cache == "warm" else 1.0
-        return self.backbone_s * factor, self.small_s * factor
+    def backbone(self, bucket: int, cache: str) -> float:
+        """Compile time of one backbone bucket: measured where the profile has it, else interpolated over
+        log2(bucket) between measured buckets (clamped at the ends), else the derived default."""
+        if cache == "warm" and self.measured_warm:
+            return _interpolate(self.measured_warm, bucket)
+        cold = _interpolate(self.measured_cold, bucket) if self.measured_cold else self.backbone_s
+        return cold * (self.warm_fraction if cache == "warm" else 1.0)
+
+    def small(self, cache: str) -> float:
+        return self.small_s * (self.warm_fraction if cache == "warm" else 1.0)
+
+
+def _interpolate(table: dict[int, float], bucket: int) -> float:
+    import math
+
+    import numpy as np
+
+    keys = sorted(table)
+    return float(np.interp(math.log2(bucket), [math.log2(k) for k in keys], [table[k] for k in keys]))
 
 
 def derive_backbone_s(defaults: dict, num_layers: int) -> float:
@@ -57,6 +75,6 @@ def precompile_seconds(
     workers: int,
 ) -> float:
     """Wall time of the startup precompile: the sum of its compiles, shared among the workers."""
-    backbone, small = times.scaled(cache)
-    total = backbone * len(tokens) * len(attn_requests) + small * num_small_functions(tokens, requests)
+    backbones = sum(times.backbone(t, cache) for t in tokens) * len(attn_requests)
+    total = backbones + times.small(cache) * num_small_functions(tokens, requests)
     return total / workers

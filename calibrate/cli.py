@@ -1,0 +1,219 @@
+"""`calibrate --host HW --model NAME`: measure this host and write a profile for `simulate`.
+
+Methods (chosen by --host and what is installed, or named with --method):
+  torch        step times of the model's architecture (random weights), matmul/copy micro-benchmarks
+  jax          per-bucket compile times (cold, warm persistent cache) and step times on this JAX backend
+  tpu-aot      real XLA:TPU compiles for --host tpu-* on a host without TPUs (needs libtpu)
+  collectives  all-reduce sweep fitted to alpha-beta (gloo between processes on CPU, NCCL on GPUs)
+Each finished point is saved at once; --resume continues a killed run. Bad input exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sim import __version__, catalog
+from sim.errors import InputError
+
+EXIT_BAD_INPUT = 2
+METHODS = ("torch", "jax", "tpu-aot", "collectives")
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def default_methods(host: str, hw_kind: str) -> list[str]:
+    if hw_kind == "tpu":
+        if _installed("jax"):
+            import jax
+
+            if any(d.platform == "tpu" for d in jax.devices()):
+                return ["jax"]
+        return ["tpu-aot"]
+    methods = [m for m, lib in (("torch", "torch"), ("jax", "jax")) if _installed(lib)]
+    if host == "cpu" and _installed("torch"):
+        methods.append("collectives")
+    if not methods:
+        raise InputError(
+            'nothing to measure with: install torch or jax (pip install "servesim[torch]")', "--method"
+        )
+    return methods
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--host", required=True, help="What this host is: 'cpu' or a hardware catalog name (h100, tpu-v6e, ...)."
+)
+@click.option(
+    "--model", "model_name", required=True, help="Model catalog name (e.g. llama-3.1-8b, tiny-llama)."
+)
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice(METHODS),
+    help="Measure only with these methods (repeatable). Default: by host and what is installed.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Profile file to write (default profiles/<host>-<model>.json).",
+)
+@click.option("--quick", is_flag=True, help="A small grid for smoke runs.")
+@click.option("--resume", is_flag=True, help="Continue a killed run from its saved points.")
+@click.option(
+    "--point-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds one grid point may take before it is skipped.",
+)
+@click.option(
+    "--max-num-batched-tokens",
+    type=int,
+    default=None,
+    help="Largest step to measure (default: vLLM's budget for the host).",
+)
+@click.option("--ranks", type=int, default=2, show_default=True, help="Ranks for the collectives sweep.")
+def main(host, model_name, methods, out, quick, resume, point_timeout, max_num_batched_tokens, ranks):
+    """Measure HOST for MODEL and write a servesim profile."""
+    try:
+        profile, path = run(
+            host, model_name, methods, out, quick, resume, point_timeout, max_num_batched_tokens, ranks
+        )
+    except InputError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    print_profile(profile, path, Console())
+
+
+def _lookup(host: str, model_name: str):
+    from sim.resolve import _lookup_hardware, _lookup_model
+
+    arch = _lookup_model(model_name)
+    if host not in catalog.hardware_entries():
+        known = ", ".join(sorted(catalog.hardware_entries()))
+        raise InputError(f"unknown host '{host}'; known: {known}", "--host")
+    return arch, _lookup_hardware(host)
+
+
+def run(host, model_name, methods, out, quick, resume, point_timeout, max_num_batched_tokens, ranks):
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    from calibrate.store import PointStore
+    from sim.profile import Profile, save_profile
+
+    arch, hw = _lookup(host, model_name)
+    methods = list(methods) or default_methods(host, hw.kind)
+    if "tpu-aot" in methods and hw.kind != "tpu":
+        raise InputError(f"tpu-aot compiles for TPUs; --host {host} is a {hw.kind}", "--method")
+    if hw.kind == "tpu" and {"torch", "collectives"} & set(methods):
+        raise InputError(f"--host {host} is a TPU: measure it with the jax or tpu-aot method", "--method")
+    path = out or Path("profiles") / f"{host}-{model_name}.json"
+    store = PointStore(path, resume=resume)
+    budget = max_num_batched_tokens or (2048 if hw.kind != "gpu" else 8192)
+    max_model_len = min(arch.max_position_embeddings, max(budget, 8192))
+    sections: dict = {"model": model_name, "hardware": host, "servesim_version": __version__}
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("calibrating", total=None)
+
+        def on_point(key: str, result: str) -> None:
+            progress.update(task, description=f"{key}: {result}")
+            if not console.is_terminal:
+                console.print(f"  {key}: {result}")
+
+        if store.resumed:
+            console.print(f"resuming: {store.resumed} points already measured")
+        for method in methods:
+            if method == "torch":
+                from calibrate.torch_steps import kv_budget_tokens, measure_steps
+
+                sections["steps"], sections["microbenchmarks"] = measure_steps(
+                    arch,
+                    host=host,
+                    quick=quick,
+                    store=store,
+                    point_timeout=point_timeout,
+                    max_model_len=max_model_len,
+                    max_kv_tokens=kv_budget_tokens(arch, host, hw.memory_bytes),
+                    on_point=on_point,
+                )
+            elif method in ("jax", "tpu-aot"):
+                from calibrate.xla_compile import buckets_for, measure_compile
+
+                sections["compile"] = measure_compile(
+                    arch,
+                    target="jax" if method == "jax" else host,
+                    hw=hw,
+                    buckets=buckets_for(budget, quick),
+                    quick=quick,
+                    store=store,
+                    point_timeout=point_timeout,
+                    on_point=on_point,
+                )
+            elif method == "collectives":
+                from calibrate.collectives import measure_allreduce
+
+                sections["collectives"] = [
+                    measure_allreduce(host=host, ranks=ranks, quick=quick, store=store, on_point=on_point)
+                ]
+    profile = Profile(**sections)
+    save_profile(profile, path)
+    store.finish()
+    return profile, path
+
+
+def print_profile(profile, path: Path, console: Console) -> None:
+    console.print(f"[bold]profile[/bold] {path} ({profile.model} on {profile.hardware})")
+    if profile.steps:
+        fit, q = profile.steps.fit, profile.steps.fit.quality
+        console.print(
+            f"steps: {len(profile.steps.samples)} measured ({profile.steps.provenance.device_kind}); fit on "
+            f"{q.num_train}, checked on {q.num_test} held out: R^2 {q.r2:.4f}, p95 |error| {q.p95_rel_residual:.1%}, "
+            f"max {q.max_rel_residual:.1%}; time linear in layers: worst R^2 {profile.steps.layer_scaling_r2:.4f}"
+        )
+        console.print(
+            f"  fitted: {fit.intercept_s * 1e3:.3f} ms/step + "
+            + " + ".join(f"{v:.3g}/{k}" for k, v in fit.coefficients.items())
+        )
+    if profile.microbenchmarks:
+        m = profile.microbenchmarks
+        console.print(
+            f"micro-benchmarks (measured): matmul {m.matmul_tflops:.3f} TFLOP/s, copy {m.memory_bandwidth_gbs:.1f} GB/s"
+        )
+    if profile.compile:
+        c = profile.compile
+        table = Table(title=f"compile per token bucket: {c.target} ({c.provenance.method})")
+        for col in ("bucket", "cold s", "warm s", "step ms"):
+            table.add_column(col, justify="right")
+        for s in c.samples:
+            table.add_row(
+                str(s.token_bucket),
+                f"{s.cold_s:.2f}",
+                "-" if s.warm_s is None else f"{s.warm_s:.3f}",
+                "-" if s.estimated_step_s is None else f"{s.estimated_step_s * 1e3:.2f}",
+            )
+        console.print(table)
+    for col in profile.collectives:
+        console.print(
+            f"all-reduce ({col.backend}, {col.ranks} ranks, measured): {col.hop_latency_s * 1e6:.1f} us/hop, "
+            f"{col.link_bandwidth_gbs:.2f} GB/s; held-out R^2 {col.quality.r2:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The calibration profile: what `calibrate` measured on a host, in the form `simulate` consumes.
+
+The simulator owns this schema; every `calibrate/` method writes into it. Each section carries its own
+provenance (host, device kind, library versions, date, method), because one profile may combine methods --
+measured step times from torch, AOT compile times from libtpu, an all-reduce fit from gloo.
+
+A profile is JSON (or YAML) validated by pydantic; a bad file is an InputError naming the field, like a bad
+scenario.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sim.errors import InputError
+
+SCHEMA_VERSION = 1
+Method = Literal["measured", "aot-compiled", "estimated", "fitted"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Provenance(_Strict):
+    method: Method
+    tool: str = Field(..., description="calibrate method that produced it, e.g. 'torch', 'tpu-aot'.")
+    host: str = Field(..., description="Machine name.")
+    device_kind: str = Field(..., description="What ran it: CPU model, GPU name, TPU topology.")
+    libraries: dict[str, str] = Field(default_factory=dict, description="package -> version")
+    date: str = Field(..., description="UTC ISO-8601 time of measurement.")
+    notes: str = ""
+
+
+class StepSample(_Strict):
+    """One measured (or estimated) engine step, in the features the step-cost fit uses."""
+
+    kind: Literal["prefill", "decode", "mixed"]
+    num_tokens: int = Field(..., ge=1, description="Tokens computed in the step.")
+    num_seqs: int = Field(..., ge=1, description="Sequences in the step.")
+    attention_pairs: int = Field(..., ge=0, description="(query, key) pairs attended, causal.")
+    kv_read_tokens: int = Field(..., ge=0, description="KV tokens read (context of every sequence).")
+    seconds: float = Field(..., gt=0, description="Step time at the full model depth.")
+    layers_measured: list[int] = Field(default_factory=list, description="Depths timed to extrapolate from.")
+
+
+class FitQuality(_Strict):
+    r2: float = Field(..., description="Coefficient of determination on the held-out points.")
+    max_rel_residual: float = Field(..., ge=0)
+    p95_rel_residual: float = Field(..., ge=0)
+    num_train: int = Field(..., ge=1)
+    num_test: int = Field(..., ge=0)
+
+
+class StepFit(_Strict):
+    """seconds = intercept_s + sum(coefficient x feature), non-negative coefficients (NNLS).
+    Features: num_tokens, attention_pairs, kv_read_tokens, num_seqs."""
+
+    intercept_s: float = Field(..., ge=0)
+    coefficients: dict[str, float]
+    quality: FitQuality
+    max_num_tokens: int = Field(
+        ..., ge=1, description="Largest step measured: beyond it the fit extrapolates."
+    )
+    max_kv_read_tokens: int = Field(..., ge=0)
+    max_num_seqs: int = Field(..., ge=1)
+
+
+class StepSection(_Strict):
+    provenance: Provenance
+    tensor_parallel_size: int = Field(1, ge=1)
+    dtype: str = "bfloat16"
+    samples: list[StepSample]
+    fit: StepFit
+    layer_scaling_r2: float | None = Field(None, description="min R^2 of time vs layers over checked points.")
+
+
+class CompileSample(_Strict):
+    token_bucket: int = Field(..., ge=1)
+    cold_s: float = Field(..., ge=0, description="trace + lower + compile with an empty persistent cache.")
+    warm_s: float | None = Field(
+        None,
+        ge=0,
+        description="the same with the persistent cache populated; null where it cannot be measured.",
+    )
+    estimated_step_s: float | None = Field(None, gt=0, description="step time estimate for this shape.")
+    flops: float | None = Field(None, ge=0, description="XLA cost analysis, whole model.")
+    bytes_accessed: float | None = Field(None, ge=0)
+
+
+class CompileSection(_Strict):
+    provenance: Provenance
+    target: str = Field(..., description="What was compiled for: 'cpu', 'tpu v6e (AOT)', ...")
+    layers_measured: list[int] = Field(default_factory=list)
+    layer_scaling_r2: float | None = None
+    samples: list[CompileSample]
+
+
+class CollectiveSample(_Strict):
+    message_bytes: int = Field(..., ge=1)
+    seconds: float = Field(..., gt=0)
+
+
+class CollectiveSection(_Strict):
+    """Ring all-reduce alpha-beta fit: t = 2(n-1) alpha + 2(n-1)/n x bytes / bandwidth."""
+
+    provenance: Provenance
+    backend: str = Field(..., description="gloo, nccl, jax-psum ...")
+    link: str = Field(..., description="Link the ranks talked over.")
+    ranks: int = Field(..., ge=2)
+    hop_latency_s: float = Field(..., ge=0)
+    link_bandwidth_gbs: float = Field(..., gt=0)
+    quality: FitQuality
+    samples: list[CollectiveSample]
+
+
+class MicroBenchmarks(_Strict):
+    provenance: Provenance
+    matmul_tflops: float = Field(..., gt=0, description="Best achieved dense matmul rate, model dtype.")
+    memory_bandwidth_gbs: float = Field(..., gt=0, description="Achieved copy bandwidth.")
+
+
+class Profile(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    model: str = Field(..., description="Model catalog name the steps were measured for.")
+    hardware: str = Field(..., description="Hardware catalog name (the --host given to calibrate).")
+    servesim_version: str
+    steps: StepSection | None = None
+    compile: CompileSection | None = None
+    collectives: list[CollectiveSection] = Field(default_factory=list)
+    microbenchmarks: MicroBenchmarks | None = None
+    api_overhead_s: float | None = Field(None, ge=0, description="Per-request overhead outside engine steps.")
+
+
+def load_profile(path: str | Path, field: str = "profile") -> Profile:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"no such profile: {path}", field) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read profile {path}: {exc}", field) from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InputError(
+            f"profile {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}", field
+        ) from None
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        from sim.loader import validation_error_to_input_error
+
+        inner = validation_error_to_input_error(err)
+        raise InputError(f"profile {path}: {inner.field}: {inner.message}", field) from None
+
+
+def save_profile(profile: Profile, path: str | Path) -> None:
+    """Atomic write: a killed run never leaves a half-written profile."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(profile.model_dump(mode="json"), indent=2) + "\n")
+    tmp.replace(path)
