@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+from calibrate.timing import PointTimeout, time_limit
 
 
 class PointStore:
@@ -42,3 +45,39 @@ class PointStore:
     def finish(self) -> None:
         if self.path.exists():
             self.path.unlink()
+
+
+def measure_point(
+    store: PointStore,
+    key: str,
+    measure: Callable[[], dict],
+    *,
+    point_timeout: float | None,
+    skipped: list[str],
+    on_point: Callable[[str, str], None],
+    failures_are_findings: bool = False,
+) -> dict | None:
+    """The saved record of `key`, or measure it within the time limit and save it at once.
+
+    A point that times out -- or, with failures_are_findings, that the backend refuses (e.g. XLA out of
+    HBM for that shape) -- is noted in `skipped` and returns None; the run goes on."""
+    record = store.get(key)
+    if record is not None:
+        on_point(key, "resumed")
+        return record
+    try:
+        with time_limit(point_timeout):
+            record = measure()
+    except PointTimeout as exc:
+        skipped.append(f"{key} (timed out: {exc})")
+        on_point(key, "timed out")
+        return None
+    except Exception as exc:
+        if not failures_are_findings:
+            raise
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        skipped.append(f"{key} ({type(exc).__name__}: {reason})")
+        on_point(key, f"failed: {reason}")
+        return None
+    store.put(key, record)
+    return record

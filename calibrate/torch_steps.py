@@ -15,8 +15,8 @@ from collections.abc import Callable
 from calibrate.environment import cpu_model, provenance
 from calibrate.fit import fit_steps, linear_in_layers
 from calibrate.grid import StepPoint, step_grid
-from calibrate.store import PointStore
-from calibrate.timing import PointTimeout, median_time, time_limit
+from calibrate.store import PointStore, measure_point
+from calibrate.timing import median_time
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
 from sim.profile import MicroBenchmarks, StepSample, StepSection
@@ -161,21 +161,17 @@ def measure_steps(
     samples, skipped = [], []
     for point in grid:
         key = f"steps:{point.key}"
-        record = store.get(key)
+
+        def measure(point=point) -> dict:
+            times = [timer.seconds(point, d) for d in depths]
+            return {"seconds": linear_in_layers(depths, times, arch.num_layers)[0], "depth_seconds": times}
+
+        record = measure_point(
+            store, key, measure, point_timeout=point_timeout, skipped=skipped, on_point=on_point
+        )
         if record is None:
-            try:
-                with time_limit(point_timeout):
-                    times = [timer.seconds(point, d) for d in depths]
-            except PointTimeout as exc:
-                skipped.append(f"{point.key} ({exc})")
-                on_point(key, "timed out")
-                continue
-            full, _ = linear_in_layers(depths, times, arch.num_layers)
-            record = {"seconds": full, "depth_seconds": times}
-            store.put(key, record)
-            on_point(key, f"{full * 1e3:.2f} ms")
-        else:
-            on_point(key, "resumed")
+            continue
+        on_point(key, f"{record['seconds'] * 1e3:.2f} ms")
         samples.append(
             StepSample(
                 kind=point.kind,
@@ -192,7 +188,7 @@ def measure_steps(
     micro = _microbenchmarks(device, dtype, device_kind, store, on_point)
     notes = f"random weights, {dtype}, depths {depths} extrapolated to {arch.num_layers} layers"
     if skipped:
-        notes += f"; timed out: {', '.join(skipped)}"
+        notes += f"; not measured: {', '.join(skipped)}"
     section = StepSection(
         provenance=provenance("measured", "torch", device_kind, notes),
         dtype=str(dtype).removeprefix("torch."),
@@ -213,11 +209,16 @@ def _layer_check(timer: StepTimer, grid, store: PointStore, point_timeout, on_po
     worst = 1.0
     for point in chosen:
         key = f"layers:{point.key}"
-        record = store.get(key)
+        record = measure_point(
+            store,
+            key,
+            lambda point=point: {"seconds": [timer.seconds(point, d) for d in LAYER_CHECK_DEPTHS]},
+            point_timeout=point_timeout,
+            skipped=[],
+            on_point=on_point,
+        )
         if record is None:
-            with time_limit(point_timeout):
-                record = {"seconds": [timer.seconds(point, d) for d in LAYER_CHECK_DEPTHS]}
-            store.put(key, record)
+            continue
         _, r2 = linear_in_layers(list(LAYER_CHECK_DEPTHS), record["seconds"], LAYER_CHECK_DEPTHS[-1])
         on_point(key, f"R^2 {r2:.3f}")
         worst = min(worst, r2)

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 
 from calibrate.environment import cpu_model, provenance
-from calibrate.store import PointStore
-from calibrate.timing import PointTimeout, median_time, time_limit
+from calibrate.store import PointStore, measure_point
+from calibrate.timing import median_time
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
 from sim.hardware import HardwareSpec
@@ -117,21 +117,19 @@ def measure_compile(
     samples, skipped = [], []
     for bucket in buckets:
         key = f"compile:{target}:{bucket}"
-        record = store.get(key)
+        record = measure_point(
+            store,
+            key,
+            lambda bucket=bucket: _measure_bucket(
+                jax, jnp, forward, arch, bucket, depths, dtype, sharding, aot
+            ),
+            point_timeout=point_timeout,
+            skipped=skipped,
+            on_point=on_point,
+            failures_are_findings=True,  # XLA refusing a shape (e.g. out of HBM) is a finding, not a crash
+        )
         if record is None:
-            try:
-                with time_limit(point_timeout):
-                    record = _measure_bucket(jax, jnp, forward, arch, bucket, depths, dtype, sharding, aot)
-            except PointTimeout as exc:
-                skipped.append(f"{bucket} (timed out: {exc})")
-                on_point(key, "timed out")
-                continue
-            except Exception as exc:  # XLA refusing a shape (e.g. out of HBM) is a finding, not a crash
-                reason = str(exc).strip().splitlines()[0][:200]
-                skipped.append(f"{bucket} ({type(exc).__name__}: {reason})")
-                on_point(key, f"failed: {reason}")
-                continue
-            store.put(key, record)
+            continue
         # One depth (the full model): each list holds one value.
         cold = record["cold"][0]
         warm = None if record["warm"] is None else record["warm"][0]

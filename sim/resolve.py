@@ -66,22 +66,22 @@ class ResolvedScenario:
         return -(-self.scenario.fleet.replicas // self.replicas_per_host)
 
 
-def _lookup_model(spec: str | ModelArchitecture) -> ModelArchitecture:
-    if isinstance(spec, ModelArchitecture):
+def _lookup(spec, cls, entries: dict, field: str):
+    """An inline spec as given, or the catalog entry named by `spec` (models also take their name)."""
+    if isinstance(spec, cls):
         return spec
-    entries = catalog.model_entries()
     if spec not in entries:
-        raise InputError(f"unknown model '{spec}'; catalog has {', '.join(sorted(entries))}", "model")
-    return ModelArchitecture(name=spec, **entries[spec])
+        raise InputError(f"unknown {field} '{spec}'; catalog has {', '.join(sorted(entries))}", field)
+    extra = {"name": spec} if cls is ModelArchitecture else {}
+    return cls(**extra, **entries[spec])
+
+
+def _lookup_model(spec: str | ModelArchitecture) -> ModelArchitecture:
+    return _lookup(spec, ModelArchitecture, catalog.model_entries(), "model")
 
 
 def _lookup_hardware(spec: str | HardwareSpec) -> HardwareSpec:
-    if isinstance(spec, HardwareSpec):
-        return spec
-    entries = catalog.hardware_entries()
-    if spec not in entries:
-        raise InputError(f"unknown hardware '{spec}'; catalog has {', '.join(sorted(entries))}", "hardware")
-    return HardwareSpec(**entries[spec])
+    return _lookup(spec, HardwareSpec, catalog.hardware_entries(), "hardware")
 
 
 def _is_large_gpu(hw: HardwareSpec) -> bool:
