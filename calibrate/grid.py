@@ -3,7 +3,11 @@ Grids are capped by the model's max_model_len and (for decode) a KV-cache budget
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from calibrate.store import PointStore, measure_point
+from sim.profile import StepSample
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,44 @@ def step_grid(*, quick: bool, max_model_len: int, max_kv_tokens: int) -> list[St
             if c + 1 <= max_model_len and b * (c + 1) <= max_kv_tokens:
                 points.append(StepPoint("decode", b, c))
     return points
+
+
+def measure_grid(
+    grid: list[StepPoint],
+    *,
+    prefix: str,
+    seconds: Callable[[StepPoint], dict],
+    layers: list[int],
+    store: PointStore,
+    point_timeout: float | None,
+    skipped: list[str],
+    on_point: Callable[[str, str], None],
+) -> list[StepSample]:
+    """Measure every point (or take its saved record) and return the step samples; `seconds(point)` returns
+    a record with the full-depth time under "seconds"."""
+    samples = []
+    for point in grid:
+        key = f"{prefix}:{point.key}"
+        record = measure_point(
+            store,
+            key,
+            lambda point=point: seconds(point),
+            point_timeout=point_timeout,
+            skipped=skipped,
+            on_point=on_point,
+        )
+        if record is None:
+            continue
+        on_point(key, f"{record['seconds'] * 1e3:.2f} ms")
+        samples.append(
+            StepSample(
+                kind=point.kind,
+                num_tokens=point.num_tokens,
+                num_seqs=point.num_seqs,
+                attention_pairs=point.attention_pairs,
+                kv_read_tokens=point.kv_read_tokens,
+                seconds=record["seconds"],
+                layers_measured=layers,
+            )
+        )
+    return samples

@@ -14,12 +14,13 @@ from collections.abc import Callable
 
 from calibrate.environment import cpu_model, provenance
 from calibrate.fit import fit_steps, linear_in_layers
-from calibrate.grid import StepPoint, step_grid
+from calibrate.grid import StepPoint, measure_grid, step_grid
+from calibrate.hf_config import llama_config
 from calibrate.store import PointStore, measure_point
 from calibrate.timing import median_time
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
-from sim.profile import MicroBenchmarks, StepSample, StepSection
+from sim.profile import MicroBenchmarks, StepSection
 
 INSTALL_HINT = 'pip install "servesim[torch]"  (torch==2.13.0 CPU build and transformers)'
 LAYER_CHECK_DEPTHS = (1, 2, 3, 4)
@@ -51,24 +52,9 @@ def device_for(host: str):
 
 def build_model(arch: ModelArchitecture, layers: int, device, dtype):
     torch = require_torch()
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    if arch.is_moe:
-        raise InputError(
-            f"the torch method times dense models only so far; use the tpu-aot or jax method for {arch.name}",
-            "--model",
-        )
-    config = LlamaConfig(
-        hidden_size=arch.hidden_size,
-        num_hidden_layers=layers,
-        num_attention_heads=arch.num_attention_heads,
-        num_key_value_heads=arch.num_kv_heads,
-        head_dim=arch.head_dim,
-        intermediate_size=arch.intermediate_size,
-        vocab_size=arch.vocab_size,
-        max_position_embeddings=arch.max_position_embeddings,
-        tie_word_embeddings=arch.tie_word_embeddings,
-    )
+    config = llama_config(arch, layers, "torch")
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(config).to(dtype=dtype).eval()
@@ -158,31 +144,21 @@ def measure_steps(
     depths = depths_for(arch)
     grid = step_grid(quick=quick, max_model_len=max_model_len, max_kv_tokens=max_kv_tokens)
 
-    samples, skipped = [], []
-    for point in grid:
-        key = f"steps:{point.key}"
+    def measure(point: StepPoint) -> dict:
+        times = [timer.seconds(point, d) for d in depths]
+        return {"seconds": linear_in_layers(depths, times, arch.num_layers)[0], "depth_seconds": times}
 
-        def measure(point=point) -> dict:
-            times = [timer.seconds(point, d) for d in depths]
-            return {"seconds": linear_in_layers(depths, times, arch.num_layers)[0], "depth_seconds": times}
-
-        record = measure_point(
-            store, key, measure, point_timeout=point_timeout, skipped=skipped, on_point=on_point
-        )
-        if record is None:
-            continue
-        on_point(key, f"{record['seconds'] * 1e3:.2f} ms")
-        samples.append(
-            StepSample(
-                kind=point.kind,
-                num_tokens=point.num_tokens,
-                num_seqs=point.num_seqs,
-                attention_pairs=point.attention_pairs,
-                kv_read_tokens=point.kv_read_tokens,
-                seconds=record["seconds"],
-                layers_measured=depths,
-            )
-        )
+    skipped: list[str] = []
+    samples = measure_grid(
+        grid,
+        prefix="steps",
+        seconds=measure,
+        layers=depths,
+        store=store,
+        point_timeout=point_timeout,
+        skipped=skipped,
+        on_point=on_point,
+    )
 
     layer_r2 = _layer_check(timer, grid, store, point_timeout, on_point)
     micro = _microbenchmarks(device, dtype, device_kind, store, on_point)

@@ -21,11 +21,12 @@ from collections.abc import Callable
 
 from calibrate.environment import cpu_model, provenance
 from calibrate.fit import fit_steps
-from calibrate.grid import StepPoint, step_grid
-from calibrate.store import PointStore, measure_point
+from calibrate.grid import StepPoint, measure_grid, step_grid
+from calibrate.hf_config import llama_config
+from calibrate.store import PointStore
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
-from sim.profile import StepSample, StepSection
+from sim.profile import StepSection
 
 INSTALL_HINT = (
     'pip install "servesim[vllm]" in an environment of its own, then pip uninstall torchvision '
@@ -45,27 +46,8 @@ def require_vllm():
 
 
 def write_config(arch: ModelArchitecture, directory: str) -> str:
-    """A Hugging Face config.json with the architecture's public numbers (dense Llama layout)."""
-    from transformers import LlamaConfig
-
-    if arch.is_moe:
-        raise InputError(
-            f"the vllm method writes dense Llama configs only so far; {arch.name} is MoE", "--model"
-        )
-    config = LlamaConfig(
-        hidden_size=arch.hidden_size,
-        num_hidden_layers=arch.num_layers,
-        num_attention_heads=arch.num_attention_heads,
-        num_key_value_heads=arch.num_kv_heads,
-        head_dim=arch.head_dim,
-        intermediate_size=arch.intermediate_size,
-        vocab_size=arch.vocab_size,
-        max_position_embeddings=arch.max_position_embeddings,
-        tie_word_embeddings=arch.tie_word_embeddings,
-        torch_dtype="bfloat16" if arch.dtype_bytes == 2 else "float32",
-    )
-    config.architectures = ["LlamaForCausalLM"]
-    config.save_pretrained(directory)
+    """config.json with the architecture's public numbers at full depth (vLLM then loads dummy weights)."""
+    llama_config(arch, arch.num_layers, "vllm").save_pretrained(directory)
     return directory
 
 
@@ -167,40 +149,31 @@ def measure_engine_steps(
         or (p.kind == "decode" and p.num_tokens <= max_num_seqs and p.context + repeats + 5 <= max_model_len)
     ]
     timer = None
-    samples, skipped = [], []
-    for point in grid:
 
-        def measure(point=point) -> dict:
-            nonlocal timer
-            if timer is None:
-                timer = EngineStepTimer(
-                    arch,
-                    host=host,
-                    max_model_len=max_model_len,
-                    budget=budget,
-                    max_num_seqs=max_num_seqs,
-                    repeats=repeats,
-                )
-            return {"seconds": timer.seconds(point)}
-
-        key = f"vllm:{point.key}"
-        record = measure_point(
-            store, key, measure, point_timeout=point_timeout, skipped=skipped, on_point=on_point
-        )
-        if record is None:
-            continue
-        on_point(key, f"{record['seconds'] * 1e3:.2f} ms")
-        samples.append(
-            StepSample(
-                kind=point.kind,
-                num_tokens=point.num_tokens,
-                num_seqs=point.num_seqs,
-                attention_pairs=point.attention_pairs,
-                kv_read_tokens=point.kv_read_tokens,
-                seconds=record["seconds"],
-                layers_measured=[arch.num_layers],
+    def measure(point: StepPoint) -> dict:
+        nonlocal timer
+        if timer is None:  # start the engine only when a point needs measuring (not on a full resume)
+            timer = EngineStepTimer(
+                arch,
+                host=host,
+                max_model_len=max_model_len,
+                budget=budget,
+                max_num_seqs=max_num_seqs,
+                repeats=repeats,
             )
-        )
+        return {"seconds": timer.seconds(point)}
+
+    skipped: list[str] = []
+    samples = measure_grid(
+        grid,
+        prefix="vllm",
+        seconds=measure,
+        layers=[arch.num_layers],
+        store=store,
+        point_timeout=point_timeout,
+        skipped=skipped,
+        on_point=on_point,
+    )
     device_kind = cpu_model() if host == "cpu" else host
     notes = (
         f"vLLM {vllm.__version__} LLMEngine.step() in-process, dummy weights, prefix caching off, "
