@@ -6,6 +6,7 @@ Methods (chosen by --host and what is installed, or named with --method):
   jax          per-bucket compile times (cold, warm persistent cache) and step times on this JAX backend
   tpu-aot      real XLA:TPU compiles for --host tpu-* on a host without TPUs (needs libtpu)
   collectives  all-reduce sweep fitted to alpha-beta (gloo between processes on CPU, NCCL on GPUs)
+  endpoint     (with --endpoint URL) black-box probes of a live OpenAI-compatible server
 Each finished point is saved at once; --resume continues a killed run. Bad input exits 2 with one line.
 """
 
@@ -22,7 +23,7 @@ from sim import __version__, catalog
 from sim.errors import InputError
 
 EXIT_BAD_INPUT = 2
-METHODS = ("vllm", "torch", "jax", "tpu-aot", "collectives")
+METHODS = ("vllm", "torch", "jax", "tpu-aot", "collectives", "endpoint")
 
 
 def _installed(name: str) -> bool:
@@ -88,11 +89,37 @@ def default_methods(host: str, hw_kind: str) -> list[str]:
     help="Largest step to measure (default: vLLM's budget for the host).",
 )
 @click.option("--ranks", type=int, default=2, show_default=True, help="Ranks for the collectives sweep.")
-def main(host, model_name, methods, out, quick, resume, point_timeout, max_num_batched_tokens, ranks):
+@click.option(
+    "--endpoint", help="Calibrate from this live OpenAI-compatible server (http://host:port), black-box."
+)
+@click.option("--max-model-len", type=int, default=None, help="The server's max_model_len (endpoint method).")
+def main(
+    host,
+    model_name,
+    methods,
+    out,
+    quick,
+    resume,
+    point_timeout,
+    max_num_batched_tokens,
+    ranks,
+    endpoint,
+    max_model_len,
+):
     """Measure HOST for MODEL and write a servesim profile."""
     try:
         profile, path = run(
-            host, model_name, methods, out, quick, resume, point_timeout, max_num_batched_tokens, ranks
+            host,
+            model_name,
+            methods,
+            out,
+            quick,
+            resume,
+            point_timeout,
+            max_num_batched_tokens,
+            ranks,
+            endpoint=endpoint,
+            server_max_model_len=max_model_len,
         )
     except InputError as err:
         click.echo(f"error: {err}", err=True)
@@ -110,13 +137,34 @@ def _lookup(host: str, model_name: str):
     return arch, _lookup_hardware(host)
 
 
-def run(host, model_name, methods, out, quick, resume, point_timeout, max_num_batched_tokens, ranks):
+def run(
+    host,
+    model_name,
+    methods,
+    out,
+    quick,
+    resume,
+    point_timeout,
+    max_num_batched_tokens,
+    ranks,
+    *,
+    endpoint=None,
+    server_max_model_len=None,
+):
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
     from calibrate.store import PointStore
     from sim.profile import Profile, save_profile
 
     arch, hw = _lookup(host, model_name)
+    if endpoint is not None:
+        methods = list(methods) or ["endpoint"]
+        if methods != ["endpoint"]:
+            raise InputError(
+                "--endpoint measures the server only; leave out --method or use --method endpoint", "--method"
+            )
+    elif "endpoint" in methods:
+        raise InputError("the endpoint method needs --endpoint URL", "--endpoint")
     methods = list(methods) or default_methods(host, hw.kind)
     if "tpu-aot" in methods and hw.kind != "tpu":
         raise InputError(f"tpu-aot compiles for TPUs; --host {host} is a {hw.kind}", "--method")
@@ -144,7 +192,19 @@ def run(host, model_name, methods, out, quick, resume, point_timeout, max_num_ba
         if store.resumed:
             console.print(f"resuming: {store.resumed} points already measured")
         for method in methods:
-            if method == "vllm":
+            if method == "endpoint":
+                from calibrate.endpoint import measure_endpoint
+
+                sections["steps"], sections["api_overhead_s"] = measure_endpoint(
+                    arch,
+                    endpoint,
+                    quick=quick,
+                    max_model_len=server_max_model_len or max_model_len,
+                    store=store,
+                    point_timeout=point_timeout,
+                    on_point=on_point,
+                )
+            elif method == "vllm":
                 from calibrate.torch_steps import kv_budget_tokens
                 from calibrate.vllm_steps import measure_engine_steps
 
@@ -215,6 +275,8 @@ def print_profile(profile, path: Path, console: Console) -> None:
             f"  fitted: {fit.intercept_s * 1e3:.3f} ms/step + "
             + " + ".join(f"{v:.3g}/{k}" for k, v in fit.coefficients.items())
         )
+    if profile.api_overhead_s is not None:
+        console.print(f"API overhead per request (measured): {profile.api_overhead_s * 1e3:.2f} ms")
     if profile.microbenchmarks:
         m = profile.microbenchmarks
         console.print(

@@ -30,3 +30,30 @@ def llama_config(arch: ModelArchitecture, layers: int, method: str):
     )
     config.architectures = ["LlamaForCausalLM"]
     return config
+
+
+def write_tokenizer(vocab_size: int, directory: str) -> None:
+    """A word-level tokenizer with `vocab_size` entries ("<s>", "</s>", "<pad>", "<unk>", then "w4" ...),
+    written locally. Word-level tokenizers stream exactly one text chunk per token, so a live server's chunks
+    are its tokens (a byte-level BPE over random weights can merge or drop chunks)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<s>", "</s>", "<pad>", "<unk>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    vocab.update({f"w{i}": i for i in range(len(specials), vocab_size)})
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.Metaspace(replacement=" ", prepend_scheme="never")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    fast.save_pretrained(directory)
+
+
+def write_model_dir(arch: ModelArchitecture, directory: str) -> str:
+    """config.json and a tokenizer for `arch`: what `vllm serve --load-format dummy` needs, no download."""
+    llama_config(arch, arch.num_layers, "live-server").save_pretrained(directory)
+    write_tokenizer(arch.vocab_size, directory)
+    return directory

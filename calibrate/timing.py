@@ -60,3 +60,24 @@ def median_time(
             sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def cuda_median_time(
+    torch, fn: Callable[[], None], *, repeats: int, warmup: int = 1, before: Callable[[], None] | None = None
+) -> float:
+    """Median GPU time of fn() measured with CUDA events (device time, not host launch time)."""
+    for _ in range(warmup):
+        if before:
+            before()
+        fn()
+    times = []
+    for _ in range(repeats):
+        if before:
+            before()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)  # elapsed_time is in milliseconds
+    return statistics.median(times)

@@ -17,7 +17,7 @@ from calibrate.fit import fit_steps, linear_in_layers
 from calibrate.grid import StepPoint, measure_grid, step_grid
 from calibrate.hf_config import llama_config
 from calibrate.store import PointStore, measure_point
-from calibrate.timing import median_time
+from calibrate.timing import cuda_median_time, median_time
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
 from sim.profile import MicroBenchmarks, StepSection
@@ -37,7 +37,12 @@ def require_torch():
     return torch
 
 
+# What torch.cuda.get_device_name() says for each GPU in the hardware catalog.
+GPU_NAMES = {"h100": "H100", "h200": "H200", "a100-80g": "A100", "l4": "L4", "rtx-pro-6000": "RTX PRO 6000"}
+
+
 def device_for(host: str):
+    """The torch device for --host, refusing a host that is not what this machine has."""
     torch = require_torch()
     if host == "cpu":
         return torch.device("cpu"), cpu_model()
@@ -47,7 +52,11 @@ def device_for(host: str):
             "use --host cpu here",
             "--host",
         )
-    return torch.device("cuda"), torch.cuda.get_device_name(0)
+    found = torch.cuda.get_device_name(0)
+    expected = GPU_NAMES.get(host)
+    if expected is None or expected not in found:
+        raise InputError(f"--host {host} but this machine's GPU is '{found}'", "--host")
+    return torch.device("cuda"), found
 
 
 def build_model(arch: ModelArchitecture, layers: int, device, dtype):
@@ -68,7 +77,13 @@ class StepTimer:
         self.torch = require_torch()
         self.arch, self.device, self.dtype, self.repeats = arch, device, dtype, repeats
         self._models: dict[int, tuple] = {}
-        self.sync = self.torch.cuda.synchronize if device.type == "cuda" else None
+        self.on_gpu = device.type == "cuda"
+
+    def _time(self, fn, before=None) -> float:
+        """CUDA events on a GPU (device time), wall clock on a CPU; median of the repeats."""
+        if self.on_gpu:
+            return cuda_median_time(self.torch, fn, repeats=self.repeats, before=before)
+        return median_time(fn, repeats=self.repeats, before=before)
 
     def model(self, layers: int):
         if layers not in self._models:
@@ -85,11 +100,7 @@ class StepTimer:
         with torch.inference_mode():
             if point.kind == "prefill":
                 ids = torch.randint(0, vocab, (1, point.num_tokens), device=self.device)
-                return median_time(
-                    lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1),
-                    repeats=self.repeats,
-                    sync=self.sync,
-                )
+                return self._time(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1))
             b, c = point.num_tokens, point.context
             cache = DynamicCache(config=config)
             shape = (b, self.arch.num_kv_heads, c, self.arch.head_dim)
@@ -101,12 +112,10 @@ class StepTimer:
                 )
             ids = torch.randint(0, vocab, (b, 1), device=self.device)
             pos = torch.full((b, 1), c, device=self.device)
-            return median_time(
+            return self._time(
                 lambda: model(
                     input_ids=ids, past_key_values=cache, position_ids=pos, use_cache=True, logits_to_keep=1
                 ),
-                repeats=self.repeats,
-                sync=self.sync,
                 before=lambda: _trim(cache, c),
             )
 

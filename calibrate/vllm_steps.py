@@ -140,6 +140,12 @@ def measure_engine_steps(
     on_point: Callable[[str, str], None],
 ) -> StepSection:
     vllm = require_vllm()
+    if host == "cpu":
+        device_kind = cpu_model()
+    else:
+        from calibrate.torch_steps import device_for
+
+        device_kind = device_for(host)[1]  # refuses a --host that is not this machine's GPU
     repeats = 3 if quick else 7
     # vLLM needs room for the outputs: a prompt plus its output tokens must fit max_model_len.
     grid = [
@@ -174,7 +180,6 @@ def measure_engine_steps(
         skipped=skipped,
         on_point=on_point,
     )
-    device_kind = cpu_model() if host == "cpu" else host
     notes = (
         f"vLLM {vllm.__version__} LLMEngine.step() in-process, dummy weights, prefix caching off, "
         f"max_num_batched_tokens {budget}, max_num_seqs {max_num_seqs}, full depth"

@@ -82,7 +82,7 @@ def run_simulation(
     provenance = dict(base.provenance) | (runtime.provenance if runtime else {})
 
     env = simpy.Environment()
-    fleet = Fleet(env, resolved, cost_models, workload)
+    fleet = Fleet(env, resolved, cost_models, workload, api_overhead_s=getattr(base, "api_overhead_s", 0.0))
     horizon = float(workload.arrival_s[-1]) if workload.num_requests else 0.0
     sampler = StateSampler(env, fleet.replicas, choose_window_s(horizon, sc.metrics.window_s))
 

@@ -36,6 +36,8 @@ class ProfiledStepCost:
             self.fit.max_num_seqs,
         )
         self.num_extrapolated_steps = 0
+        # Per-request work outside engine steps (HTTP, tokenisation): the fleet delays each request by it.
+        self.api_overhead_s = profile.api_overhead_s or 0.0
         q = self.fit.quality
         p = steps.provenance
         self.provenance = {
@@ -45,6 +47,11 @@ class ProfiledStepCost:
                 f"({profile_path})"
             ),
             "beyond_measured_range": "roofline scaled to the fit at the edge of the measured range",
+            "api_overhead_s": (
+                f"{self.api_overhead_s} per request, measured by calibrate against a live server"
+                if self.api_overhead_s
+                else "none in the profile"
+            ),
             "engine_overhead_s": (
                 f"{self.overhead_s} per step ({overhead_source})"
                 if self.overhead_s

