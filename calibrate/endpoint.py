@@ -4,11 +4,13 @@ Three kinds of probes, all with exact token-id prompts and ignore_eos:
 - API overhead: tiny requests (4-token prompt, 1 output), one at a time. Their TTFT is the server's fixed
   per-request work plus one tiny step; the tiny step is taken as the batch-1 decode ITL measured below, so
   api_overhead = median TTFT(tiny) - median ITL(batch 1).
-- prefill: one request at a time with an n-token prompt and 1 output token: prefill step = TTFT - overhead.
-- decode: b concurrent requests with c-token prompts and 32 outputs: the median over the b requests of
-  TPOT = (E2E - TTFT) / (tokens - 1) is the decode step at batch b and context ~c. (Not the median chunk
-  gap: when the client or the server's streaming falls behind, chunks arrive in bursts whose gaps are
-  microseconds, while TPOT averages over the whole stream.)
+- prefill: one request at a time with an n-token prompt and 1 output token: prefill step = TTFT - overhead,
+  but never less than the batch-1 decode step.
+- decode: b concurrent requests with c-token prompts, once with 32 and once with 8 output tokens (fresh
+  prompts each time); the decode step at batch b is (median E2E(32) - median E2E(8)) / 24: prefill and
+  per-request overhead cancel. Client-side TTFT and TPOT cannot be used for this: when the streaming
+  consumer lags, vLLM coalesces tokens into one chunk (seen here: all 32 tokens in a single chunk, TPOT
+  0.008 ms), and chunk gaps become bursts of microseconds.
 These become the profile's step samples (tool "endpoint", measured) and api_overhead_s. Client-side gaps
 include streaming, so they are what users see rather than pure engine time.
 """
@@ -29,6 +31,7 @@ from sim.errors import InputError
 from sim.profile import StepSample, StepSection
 
 DECODE_OUTPUT = 32
+SHORT_OUTPUT = 8
 
 
 async def _probe(client: CompletionsClient, arch, n: int, out: int, copies: int, offset: int):
@@ -88,18 +91,27 @@ def measure_endpoint(
             for b, c in decode_points:
 
                 async def decode(off, b=b, c=c):
-                    records = await _probe(client, arch, c, DECODE_OUTPUT, b, off)
-                    return {"seconds": statistics.median(r.tpot for r in records)}
+                    long = await _probe(client, arch, c, DECODE_OUTPUT, b, off)
+                    short = await _probe(client, arch, c, SHORT_OUTPUT, b, off + 50)
+                    delta = statistics.median(r.e2e_latency for r in long) - statistics.median(
+                        r.e2e_latency for r in short
+                    )
+                    return {"seconds": delta / (DECODE_OUTPUT - SHORT_OUTPUT)}
 
-                rec = await run(f"endpoint:decode:{b}:{c}", decode)
-                on_point(f"endpoint:decode:{b}:{c}", f"{rec['seconds'] * 1e3:.2f} ms")
+                key = f"endpoint:decode:{b}:{c}"
+                rec = await run(key, decode)
+                on_point(key, f"{rec['seconds'] * 1e3:.2f} ms")
 
             async def tiny(off):
                 ttfts = [(await _probe(client, arch, 4, 1, 1, off + i))[0].ttft for i in range(repeats)]
                 return {"ttft": statistics.median(ttfts)}
 
             tiny_rec = await run("endpoint:tiny", tiny)
-            itl_b1 = [results[k]["seconds"] for k in results if k.startswith("endpoint:decode:1:")]
+            itl_b1 = [
+                r["seconds"]
+                for k, r in results.items()
+                if k.startswith("endpoint:decode:1:") and r["seconds"] > 0
+            ]
             overhead = max(0.0, tiny_rec["ttft"] - (min(itl_b1) if itl_b1 else 0.0))
             on_point("endpoint:api_overhead", f"{overhead * 1e3:.2f} ms")
             for n in prefill_sizes:
@@ -118,16 +130,26 @@ def measure_endpoint(
         raise InputError(f"cannot measure {endpoint}: {type(exc).__name__}: {exc}", "--endpoint") from None
     except RuntimeError as exc:
         raise InputError(f"{endpoint}: {exc}", "--endpoint") from None
+    # A prefill step is never faster than a one-token step: the batch-1 decode step bounds it from below,
+    # so noise in (TTFT - overhead) cannot produce near-zero samples that would dominate a 1/time fit.
+    floor = min(
+        (r["seconds"] for k, r in results.items() if k.startswith("endpoint:decode:1:") and r["seconds"] > 0),
+        default=1e-4,
+    )
     samples = []
     for key, record in results.items():
         kind = key.split(":")[1]
         if kind == "prefill":
             n = int(key.split(":")[2])
             point = StepPoint("prefill", n, 0)
-            seconds = max(record["ttft"] - overhead, 1e-6)
+            seconds = max(record["ttft"] - overhead, floor)
         elif kind == "decode":
+            if record["seconds"] <= 0:
+                continue  # noise swamped the difference: no estimate for this point
             b, c = (int(x) for x in key.split(":")[2:4])
-            point = StepPoint("decode", b, c + DECODE_OUTPUT // 2)  # mid-stream context
+            point = StepPoint(
+                "decode", b, c + (DECODE_OUTPUT + SHORT_OUTPUT) // 2
+            )  # context of the extra steps
             seconds = record["seconds"]
         else:
             continue
@@ -144,7 +166,7 @@ def measure_endpoint(
         )
     notes = (
         f"black-box probes of {endpoint}: prefill = TTFT - API overhead ({overhead * 1e3:.2f} ms), decode = "
-        "median inter-chunk gap at the given concurrency"
+        "E2E difference between 32- and 8-token outputs per extra step, at the given concurrency"
     )
     return StepSection(
         provenance=provenance("measured", "endpoint", f"live server at {endpoint}", notes),

@@ -56,12 +56,17 @@ class SimulationResult:
 
 
 def run_simulation(
-    resolved: ResolvedScenario, *, seed: int | None = None, progress: ProgressCallback | None = None
+    resolved: ResolvedScenario,
+    *,
+    seed: int | None = None,
+    progress: ProgressCallback | None = None,
+    workload: Workload | None = None,
 ) -> SimulationResult:
+    """workload: simulate this exact trace instead of drawing one (validation replays one trace on both)."""
     started = time.perf_counter()
     sc = resolved.scenario
     seed = sc.seed if seed is None else seed
-    workload = build_workload(sc, seed)
+    workload = workload if workload is not None else build_workload(sc, seed)
     base = build_cost_model(resolved)
     if isinstance(sc.cost_model, ConstantCost):
         runtime, cost_models, startup = None, [base] * sc.fleet.replicas, {}

@@ -107,3 +107,113 @@ def test_bad_endpoints_exit_2(endpoint, message, tmp_path):
         ["--host", "cpu", "--model", "tiny-llama", "--endpoint", endpoint, "--out", str(tmp_path / "x.json")],
     )
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_validate_run_against_the_live_server(live_server, tmp_path):
+    """calibrate the live server, replay a bursty scenario against it and through the simulator.
+
+    Tolerances for this 2-core machine, where the vLLM API server, its engine process and this client share
+    two cores: medians of TPOT, ITL and E2E within 30% and goodput within 20% (measured on 2026-11-23:
+    -4%, -2%, -9% and 0% with a full calibration). TTFT and the p99s are reported but not asserted: the
+    simulator does not model the API server's own queueing under concurrency, and TTFT comes out ~55% low
+    here (the open problem is noted in docs/validation.md). Tighten these as the model improves.
+    """
+    base, _ = live_server
+    profile = tmp_path / "ep.json"
+    result = CliRunner().invoke(
+        calibrate_main,
+        [
+            "--host",
+            "cpu",
+            "--model",
+            "tiny-llama",
+            "--endpoint",
+            base,
+            "--max-model-len",
+            "512",
+            "--out",
+            str(profile),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    from sim.validate.cli import main as validate_main
+
+    out = tmp_path / "val"
+    result = CliRunner().invoke(
+        validate_main,
+        [
+            "run",
+            "scenarios/validate_cpu_tiny.yaml",
+            "--endpoint",
+            base,
+            "--profile",
+            str(profile),
+            "--out",
+            str(out),
+            "--set",
+            "num_requests=40",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for name in (
+        "validation.json",
+        "validation.md",
+        "validation.png",
+        "predicted_summary.json",
+        "measured_summary.json",
+        "measured_requests.jsonl",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    assert len((out / "measured_requests.jsonl").read_text().splitlines()) == 40  # every request, flushed
+    doc = json.loads((out / "validation.json").read_text())
+    rows = {r["metric"]: r for r in doc["comparison"]}
+    assert len(rows) == 17 and doc["verdict"]["checked"] == 9
+    assert json.loads((out / "measured_summary.json").read_text())["summary"]["failures"] == 0
+    for metric in ("TPOT median (ms)", "ITL median (ms)", "E2E median (ms)"):
+        assert abs(rows[metric]["rel_error"]) <= 0.30, (metric, rows[metric])
+    assert abs(rows["goodput (req/s)"]["rel_error"]) <= 0.20, rows["goodput (req/s)"]
+
+
+def test_validate_bench_is_bounded(live_server, tmp_path):
+    from sim.validate.cli import main as validate_main
+
+    base, _ = live_server
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(
+        validate_main,
+        [
+            "bench",
+            "scenarios/validate_cpu_tiny.yaml",
+            "--endpoint",
+            base,
+            "--out",
+            str(out),
+            "--max-duration",
+            "3",
+            "--warmup",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "summary.json").read_text())
+    assert (
+        0 < doc["summary"]["total_requested"] < 80
+    )  # no request sent after 3 s (rate 4/s, 80 in the scenario)
+    assert len(doc["metadata"]["warmup_ttft_s"]) == 2 and doc["metadata"]["cold_start_ttft_s"] > 0
+
+
+def test_validate_refuses_a_non_http_endpoint(tmp_path):
+    from sim.validate.cli import main as validate_main
+
+    result = CliRunner().invoke(
+        validate_main,
+        [
+            "run",
+            "scenarios/validate_cpu_tiny.yaml",
+            "--endpoint",
+            "file:///etc/passwd",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert result.exit_code == 2 and "is not an http(s) base URL" in result.output

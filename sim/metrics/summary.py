@@ -49,13 +49,22 @@ def good_mask(table: pd.DataFrame, slo: ResolvedSLO) -> np.ndarray:
 
 
 def summarize(
-    table: pd.DataFrame, itl_values_s: np.ndarray, itl_counts: np.ndarray, slo: ResolvedSLO
+    table: pd.DataFrame,
+    itl_values_s: np.ndarray,
+    itl_counts: np.ndarray,
+    slo: ResolvedSLO,
+    duration_s: float | None = None,
 ) -> dict:
+    """duration_s: given for measured runs (t0 until the last request returned); simulated runs end when
+    the last request ends."""
     ok = table["success"].to_numpy()
     done = table[ok]
     n_ok = int(ok.sum())
     ended = table["end_s"].to_numpy()
-    duration = float(np.nanmax(ended)) if len(table) and np.isfinite(ended).any() else 0.0
+    if duration_s is not None:
+        duration = duration_s
+    else:
+        duration = float(np.nanmax(ended)) if len(table) and np.isfinite(ended).any() else 0.0
     out_tokens = int(done["output_tokens"].sum())
     in_tokens = int(done["prompt_tokens"].sum())
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)

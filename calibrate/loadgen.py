@@ -1,0 +1,122 @@
+"""The load generator: replay a workload (arrival times + lengths, drawn by sim/traffic -- the same code the
+simulator uses) against a live OpenAI-compatible server, with the seed harness's client semantics.
+
+- Open loop: request i is sent at t0 + arrival_s[i], whatever the earlier ones are doing; with
+  max_concurrency a semaphore caps requests in flight (arrivals still paced), as the harness does.
+- Warm-up: `warmup` serial requests with the first prompt before t0, their TTFTs kept as metadata
+  (cold_start_ttft_s = the first, warm_ttft_s = the last), not in the results.
+- Every finished request is appended to `records_path` (JSONL, flushed) at once, so a run killed half-way
+  keeps every finished request.
+- Bounded: at most the workload's requests, and no new request after max_duration_s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibrate.client import CompletionsClient, RequestRecord, prompt_tokens
+from sim.traffic import Workload
+
+
+@dataclass
+class LoadResult:
+    records: list[RequestRecord]  # in workload order; None-free (unsent requests are left out)
+    sent_arrival_s: np.ndarray  # scheduled send time of each sent request, seconds from t0
+    duration_s: float  # t0 until the last request ended (the harness's duration)
+    warmup_ttft_s: list[float]
+
+
+async def _replay(
+    endpoint: str,
+    model: str | None,
+    workload: Workload,
+    *,
+    vocab_size: int,
+    max_concurrency: int | None,
+    warmup: int,
+    timeout_s: float,
+    max_duration_s: float | None,
+    records_path: Path | None,
+    use_chat: bool,
+) -> LoadResult:
+    async with CompletionsClient(endpoint, model or "", use_chat=use_chat, timeout_s=timeout_s) as client:
+        if not model:
+            client.model = await client.model_id()
+        n = workload.num_requests
+        prompts = [prompt_tokens(int(workload.prompt_tokens[i]), vocab_size, i) for i in range(n)]
+        warm = []
+        for _ in range(warmup):
+            rec = await client.send(prompts[0], int(workload.output_tokens[0]))
+            warm.append(rec.ttft if rec.success else float("nan"))
+        semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        sink = open(records_path, "a", encoding="utf-8") if records_path else None  # noqa: SIM115
+
+        async def one(i: int) -> RequestRecord:
+            async def send():
+                return await client.send(prompts[i], int(workload.output_tokens[i]))
+
+            if semaphore:
+                async with semaphore:
+                    rec = await send()
+            else:
+                rec = await send()
+            if sink:
+                sink.write(rec.to_json() + "\n")
+                sink.flush()
+            return rec
+
+        t0 = time.perf_counter()
+        tasks, sent = [], []
+        try:
+            for i in range(n):
+                target = float(workload.arrival_s[i])
+                if max_duration_s is not None and target > max_duration_s:
+                    break
+                delay = t0 + target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(i)))
+                sent.append(target)
+            records = list(await asyncio.gather(*tasks))
+        finally:
+            if sink:
+                sink.close()
+        duration = time.perf_counter() - t0
+        for rec in records:  # times relative to t0
+            rec.start_wall -= t0
+            rec.end_wall -= t0 if rec.end_wall else 0.0
+        return LoadResult(records, np.asarray(sent), duration, warm)
+
+
+def replay(
+    endpoint: str,
+    workload: Workload,
+    *,
+    vocab_size: int,
+    model: str | None = None,
+    max_concurrency: int | None = None,
+    warmup: int = 3,
+    timeout_s: float = 600.0,
+    max_duration_s: float | None = None,
+    records_path: Path | None = None,
+    use_chat: bool = False,
+) -> LoadResult:
+    return asyncio.run(
+        _replay(
+            endpoint,
+            model,
+            workload,
+            vocab_size=vocab_size,
+            max_concurrency=max_concurrency,
+            warmup=warmup,
+            timeout_s=timeout_s,
+            max_duration_s=max_duration_s,
+            records_path=records_path,
+            use_chat=use_chat,
+        )
+    )

@@ -1,0 +1,207 @@
+"""`validate run SCENARIO --endpoint URL`: replay the scenario's workload against a live server and through
+the simulator, and report the difference. `validate bench SCENARIO --endpoint URL`: only the load test.
+
+The workload is drawn once from the scenario (sim/traffic) and used for both sides. Requests go only to the
+--endpoint given. Bad input exits 2 with one line; a failed verdict exits 1 with --strict.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from sim.errors import InputError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Compare servesim's predictions with a live OpenAI-compatible server."""
+
+
+def _common(f):
+    for option in reversed(
+        [
+            click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path)),
+            click.option(
+                "--endpoint", required=True, help="Base URL of the live server, e.g. http://127.0.0.1:8000."
+            ),
+            click.option(
+                "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder."
+            ),
+            click.option(
+                "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a scenario field."
+            ),
+            click.option("--max-concurrency", type=int, default=None, help="Cap on requests in flight."),
+            click.option("--warmup", type=int, default=3, show_default=True, help="Serial warm-up requests."),
+            click.option(
+                "--timeout", "timeout_s", type=float, default=600.0, show_default=True, help="Per request, s."
+            ),
+            click.option(
+                "--max-duration", type=float, default=None, help="Send no request after this many seconds."
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _load_and_replay(
+    scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration
+):
+    from calibrate.client import check_endpoint
+    from calibrate.loadgen import replay
+    from sim.loader import load_scenario
+    from sim.metrics.summary import summarize
+    from sim.resolve import resolve
+    from sim.traffic import build_workload
+    from sim.validate.measured import measured_table
+
+    check_endpoint(endpoint)
+    sc = load_scenario(scenario, overrides)
+    resolved = resolve(sc)
+    workload = build_workload(sc)
+    out_dir = out_dir or Path("results") / f"validate-{sc.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records_path = out_dir / "measured_requests.jsonl"
+    records_path.unlink(missing_ok=True)
+    try:
+        load = replay(
+            endpoint,
+            workload,
+            vocab_size=resolved.model.vocab_size,
+            max_concurrency=max_concurrency,
+            warmup=warmup,
+            timeout_s=timeout_s,
+            max_duration_s=max_duration,
+            records_path=records_path,
+        )
+    except OSError as exc:
+        raise InputError(f"cannot reach {endpoint}: {exc}", "--endpoint") from None
+    table, itl, counts = measured_table(load)
+    summary = summarize(table, itl, counts, resolved.slo, duration_s=load.duration_s)
+    warm = load.warmup_ttft_s
+    measured_doc = {
+        "metadata": {
+            "base_url": endpoint,
+            "model": resolved.model.name,
+            "backend_label": "live",
+            "num_prompts": len(load.records),
+            "seed": sc.seed,
+            "warmup": len(warm),
+            "warmup_ttft_s": warm,
+            "cold_start_ttft_s": warm[0] if warm else None,
+            "warm_ttft_s": warm[-1] if len(warm) >= 2 else None,
+            "max_concurrency": max_concurrency,
+        },
+        "summary": summary,
+    }
+    return sc, resolved, workload, load, table, summary, measured_doc, out_dir
+
+
+@main.command()
+@_common
+def bench(scenario, endpoint, out_dir, overrides, max_concurrency, warmup, timeout_s, max_duration):
+    """Load-test ENDPOINT with SCENARIO's workload; write the harness's summary.json and every request."""
+    try:
+        *_, measured_doc, out = _load_and_replay(
+            scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration
+        )
+    except InputError as err:
+        _fail(str(err))
+    (out / "summary.json").write_text(json.dumps(measured_doc, indent=2, default=float) + "\n")
+    s = measured_doc["summary"]
+    Console().print(
+        f"measured: {s['completed']} ok, {s['failures']} failed in {s['duration_s']:.1f} s; TTFT p50 "
+        f"{s['ttft_ms_median']:.1f} ms, TPOT p50 {s['tpot_ms_median']:.2f} ms; goodput "
+        f"{s['goodput_rps']:.2f} req/s -> {out}"
+    )
+
+
+@main.command()
+@_common
+@click.option("--profile", type=click.Path(dir_okay=False), help="Calibration profile for the prediction.")
+@click.option("--p50-tolerance", type=float, default=0.10, show_default=True)
+@click.option("--p99-tolerance", type=float, default=0.20, show_default=True)
+@click.option("--goodput-tolerance", type=float, default=0.10, show_default=True)
+@click.option("--strict", is_flag=True, help="Exit 1 when the verdict fails.")
+def run(
+    scenario,
+    endpoint,
+    out_dir,
+    overrides,
+    max_concurrency,
+    warmup,
+    timeout_s,
+    max_duration,
+    profile,
+    p50_tolerance,
+    p99_tolerance,
+    goodput_tolerance,
+    strict,
+):
+    """Replay SCENARIO against ENDPOINT and through the simulator; report predicted vs measured."""
+    from sim.report.files import summary_document
+    from sim.run import run_simulation
+    from sim.validate.compare import Tolerances, compare
+    from sim.validate.report import plot_validation, write_validation
+
+    if profile:
+        overrides = (*overrides, f"profile={Path(profile).resolve()}")
+    try:
+        sc, resolved, workload, load, measured, m_summary, measured_doc, out = _load_and_replay(
+            scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration
+        )
+        sent = len(load.records)
+        if sent < workload.num_requests:  # --max-duration cut the replay: simulate what was sent
+            from sim.traffic import Workload
+
+            workload = Workload(
+                workload.arrival_s[:sent],
+                workload.prompt_tokens[:sent],
+                workload.output_tokens[:sent],
+                workload.note,
+            )
+        predicted = run_simulation(resolved, workload=workload)
+    except InputError as err:
+        _fail(str(err))
+    tol = Tolerances(p50_tolerance, p99_tolerance, goodput_tolerance)
+    comparison, verdict = compare(predicted.summary, m_summary, tol)
+    context = {
+        "scenario": sc.name,
+        "endpoint": endpoint,
+        "requests": sent,
+        "predicted_by": f"servesim ({predicted.cost_model_name} step costs"
+        + (f", profile {resolved.scenario.profile})" if resolved.scenario.profile else ")"),
+        "measured_by": "the harness-exact streaming client (calibrate/client.py) against the live server",
+    }
+    paths = write_validation(
+        out,
+        comparison=comparison,
+        verdict=verdict,
+        predicted_doc=summary_document(predicted, per_request=False),
+        measured_doc=measured_doc,
+        context=context,
+    )
+    paths.append(
+        plot_validation(
+            predicted.table, measured, out / "validation.png", f"{sc.name}: predicted vs measured"
+        )
+    )
+    console = Console()
+    console.print((out / "validation.md").read_text())
+    console.print(f"results: {', '.join(str(p) for p in paths)}")
+    if strict and not verdict["passed"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
