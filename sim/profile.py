@@ -125,6 +125,21 @@ class MicroBenchmarks(_Strict):
     memory_bandwidth_gbs: float = Field(..., gt=0, description="Achieved copy bandwidth.")
 
 
+class StartupMeasurement(_Strict):
+    """A measured launch of a real server (`validate startup`): launch to healthy, and first requests."""
+
+    provenance: Provenance
+    launch_cmd: str
+    cache: Literal["cold", "warm"] = Field(
+        ..., description="The compile cache state the launch started from."
+    )
+    time_to_ready_s: float = Field(..., ge=0)
+    max_compile_overhead_s: float = Field(0.0, ge=0, description="Largest per-shape cold minus warm E2E.")
+    shapes: list[dict] = Field(
+        default_factory=list, description="Per-shape cold/warm E2E, as the harness writes."
+    )
+
+
 class Profile(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     model: str = Field(..., description="Model catalog name the steps were measured for.")
@@ -135,6 +150,9 @@ class Profile(_Strict):
     collectives: list[CollectiveSection] = Field(default_factory=list)
     microbenchmarks: MicroBenchmarks | None = None
     api_overhead_s: float | None = Field(None, ge=0, description="Per-request overhead outside engine steps.")
+    startup: list[StartupMeasurement] = Field(
+        default_factory=list, description="Measured launches, cold/warm."
+    )
 
 
 def load_profile(path: str | Path, field: str = "profile") -> Profile:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -217,3 +218,63 @@ def test_validate_refuses_a_non_http_endpoint(tmp_path):
         ],
     )
     assert result.exit_code == 2 and "is not an http(s) base URL" in result.output
+
+
+def test_validate_startup_measures_a_real_launch(live_server, tmp_path):
+    """Launch a second vLLM server with `validate startup`, time it, and feed the result to the simulator."""
+    import shlex
+
+    from sim.validate.cli import main as validate_main
+    from tests.live_server import DTYPE, _free_port
+    from tests.vllm_env import vllm_python
+
+    _, model_dir = live_server
+    port = _free_port()
+    launch = (
+        f"env VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 "
+        f"VLLM_CACHE_ROOT={shlex.quote(str(tmp_path / 'cache'))} {shlex.quote(str(vllm_python()))} -m "
+        f"vllm.entrypoints.openai.api_server --model {shlex.quote(model_dir)} --load-format dummy "
+        f"--host 127.0.0.1 --port {port} --enforce-eager --dtype {DTYPE} --max-model-len 512"
+    )
+    profile = tmp_path / "p.json"
+    profile.write_text((Path(__file__).parent.parent / "profiles" / "cpu-tiny-llama.json").read_text())
+    out = tmp_path / "startup.json"
+    result = CliRunner().invoke(
+        validate_main,
+        [
+            "startup",
+            "--launch-cmd",
+            launch,
+            "--endpoint",
+            f"http://127.0.0.1:{port}",
+            "--cache",
+            "cold",
+            "--shapes",
+            "1024:8,64:4",
+            "--out",
+            str(out),
+            "--profile",
+            str(profile),
+            "--ready-timeout",
+            "240",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["became_ready"] and 5 < doc["time_to_ready_s"] < 240
+    assert [s["shape"] for s in doc["shapes"]] == ["1024:8", "64:4"]
+    assert all(s["cold_ok"] and s["warm_ok"] and s["compile_overhead_s"] >= 0 for s in doc["shapes"])
+    (measured,) = load_profile(profile).startup
+    assert measured.cache == "cold" and measured.time_to_ready_s == doc["time_to_ready_s"]
+    # The simulator's cold start now uses the measured launch.
+    from sim.loader import load_scenario
+    from sim.resolve import resolve
+    from sim.run import run_simulation
+
+    sc = load_scenario(
+        Path(__file__).parent.parent / "scenarios" / "validate_cpu_tiny.yaml",
+        [f"profile={profile}", "num_requests=5"],
+    )
+    cold = run_simulation(resolve(sc)).startup["cold"]
+    assert cold.components["measured_launch_to_ready"] == doc["time_to_ready_s"]
+    assert "measured by validate startup" in cold.provenance["measured_launch_to_ready"]

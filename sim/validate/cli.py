@@ -203,5 +203,70 @@ def run(
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--launch-cmd", required=True, help="Shell command that starts the server (run in its own session)."
+)
+@click.option("--endpoint", required=True, help="Base URL the launched server will answer on.")
+@click.option(
+    "--cache",
+    type=click.Choice(["cold", "warm"]),
+    required=True,
+    help="The compile cache state this launch starts from (clear it first for 'cold').",
+)
+@click.option(
+    "--shapes",
+    default="128:128,1024:128,1024:1024,4096:256",
+    show_default=True,
+    help="IN_CHARS:OUT_TOKENS probes after the server is ready.",
+)
+@click.option("--ready-timeout", type=float, default=2400.0, show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Result JSON file.")
+@click.option(
+    "--profile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Add this measurement to a calibration profile (its startup section).",
+)
+def startup(launch_cmd, endpoint, cache, shapes, ready_timeout, out_file, profile):
+    """Launch a server, time it to healthy, and time cold vs warm first requests per shape."""
+    from calibrate.environment import provenance
+    from calibrate.startup_probe import measure_startup, parse_shapes
+    from sim.profile import StartupMeasurement, load_profile, save_profile
+
+    try:
+        parsed = parse_shapes(shapes)
+    except ValueError as exc:
+        _fail(f"--shapes: {exc}")
+    try:
+        existing = load_profile(profile, "--profile") if profile else None
+        result = measure_startup(launch_cmd, endpoint, shapes=parsed, ready_timeout_s=ready_timeout)
+    except InputError as err:
+        _fail(str(err))
+    out_file = out_file or Path("results") / f"startup_{cache}.json"
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(result, indent=2) + "\n")
+    console = Console()
+    if not result["became_ready"]:
+        console.print(f"[red]the server did not become ready within {result['time_to_ready_s']:.0f} s[/red]")
+        sys.exit(1)
+    overheads = [s["compile_overhead_s"] for s in result["shapes"] if s["compile_overhead_s"] is not None]
+    console.print(
+        f"time to ready ({cache} cache, measured): {result['time_to_ready_s']:.1f} s; largest first-request "
+        f"compile overhead {max(overheads, default=0.0):.2f} s -> {out_file}"
+    )
+    if existing is not None:
+        measurement = StartupMeasurement(
+            provenance=provenance("measured", "validate-startup", f"server at {endpoint}"),
+            launch_cmd=launch_cmd,
+            cache=cache,
+            time_to_ready_s=result["time_to_ready_s"],
+            max_compile_overhead_s=max(overheads, default=0.0),
+            shapes=result["shapes"],
+        )
+        existing.startup = [m for m in existing.startup if m.cache != cache] + [measurement]
+        save_profile(existing, profile)
+        console.print(f"added to {profile} (startup, {cache})")
+
+
 if __name__ == "__main__":
     main()
