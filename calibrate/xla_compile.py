@@ -15,6 +15,7 @@ shallow model the way step times can. A fresh cache directory is used per run, s
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -78,6 +79,10 @@ def measure_compile(
 ) -> CompileSection:
     """target: 'jax' (this host's backend) or a TPU catalog name for AOT."""
     aot = target != "jax"
+    if aot:
+        # No TPU is attached for AOT compiles, so libtpu's one-process lock only gets in the way of two
+        # calibrations (or test runs) at once.
+        os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     jax = require_jax(TPU_HINT if aot else JAX_HINT)
     import jax.numpy as jnp
 
