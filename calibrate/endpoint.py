@@ -28,7 +28,7 @@ from calibrate.grid import StepPoint
 from calibrate.store import PointStore
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
-from sim.profile import StepSample, StepSection
+from sim.profile import StepSection
 
 DECODE_OUTPUT = 32
 SHORT_OUTPUT = 8
@@ -153,17 +153,7 @@ def measure_endpoint(
             seconds = record["seconds"]
         else:
             continue
-        samples.append(
-            StepSample(
-                kind=point.kind,
-                num_tokens=point.num_tokens,
-                num_seqs=point.num_seqs,
-                attention_pairs=point.attention_pairs,
-                kv_read_tokens=point.kv_read_tokens,
-                seconds=seconds,
-                layers_measured=[arch.num_layers],
-            )
-        )
+        samples.append(point.sample(seconds, [arch.num_layers]))
     notes = (
         f"black-box probes of {endpoint}: prefill = TTFT - API overhead ({overhead * 1e3:.2f} ms), decode = "
         "E2E difference between 32- and 8-token outputs per extra step, at the given concurrency"

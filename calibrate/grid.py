@@ -33,6 +33,18 @@ class StepPoint:
     def kv_read_tokens(self) -> int:
         return self.num_tokens if self.kind == "prefill" else self.num_tokens * (self.context + 1)
 
+    def sample(self, seconds: float, layers: list[int]) -> StepSample:
+        """This point as a profile step sample taking `seconds` at full depth."""
+        return StepSample(
+            kind=self.kind,
+            num_tokens=self.num_tokens,
+            num_seqs=self.num_seqs,
+            attention_pairs=self.attention_pairs,
+            kv_read_tokens=self.kv_read_tokens,
+            seconds=seconds,
+            layers_measured=layers,
+        )
+
 
 FULL = {
     "prefill": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
@@ -79,15 +91,5 @@ def measure_grid(
         if record is None:
             continue
         on_point(key, f"{record['seconds'] * 1e3:.2f} ms")
-        samples.append(
-            StepSample(
-                kind=point.kind,
-                num_tokens=point.num_tokens,
-                num_seqs=point.num_seqs,
-                attention_pairs=point.attention_pairs,
-                kv_read_tokens=point.kv_read_tokens,
-                seconds=record["seconds"],
-                layers_measured=layers,
-            )
-        )
+        samples.append(point.sample(record["seconds"], layers))
     return samples

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from calibrate.startup_probe import stop_process_group
 from tests.vllm_env import ROOT, vllm_python
 
 MAX_MODEL_LEN = 512
@@ -104,11 +104,4 @@ def vllm_cpu_server(work_dir: Path):
         _complete(base, model_dir)  # healthy is not enough: a real request must work
         yield base, model_dir
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+        stop_process_group(proc, grace_s=15)

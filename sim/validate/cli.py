@@ -48,6 +48,9 @@ def _common(f):
             click.option(
                 "--max-duration", type=float, default=None, help="Send no request after this many seconds."
             ),
+            click.option(
+                "--use-chat", is_flag=True, help="Use /v1/chat/completions instead of /v1/completions."
+            ),
         ]
     ):
         f = option(f)
@@ -55,7 +58,7 @@ def _common(f):
 
 
 def _load_and_replay(
-    scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration
+    scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration, use_chat
 ):
     from calibrate.client import check_endpoint
     from calibrate.loadgen import replay
@@ -83,6 +86,7 @@ def _load_and_replay(
             timeout_s=timeout_s,
             max_duration_s=max_duration,
             records_path=records_path,
+            use_chat=use_chat,
         )
     except OSError as exc:
         raise InputError(f"cannot reach {endpoint}: {exc}", "--endpoint") from None
@@ -109,11 +113,11 @@ def _load_and_replay(
 
 @main.command()
 @_common
-def bench(scenario, endpoint, out_dir, overrides, max_concurrency, warmup, timeout_s, max_duration):
+def bench(scenario, endpoint, out_dir, overrides, max_concurrency, warmup, timeout_s, max_duration, use_chat):
     """Load-test ENDPOINT with SCENARIO's workload; write the harness's summary.json and every request."""
     try:
         *_, measured_doc, out = _load_and_replay(
-            scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration
+            scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration, use_chat
         )
     except InputError as err:
         _fail(str(err))
@@ -142,6 +146,7 @@ def run(
     warmup,
     timeout_s,
     max_duration,
+    use_chat,
     profile,
     p50_tolerance,
     p99_tolerance,
@@ -158,7 +163,7 @@ def run(
         overrides = (*overrides, f"profile={Path(profile).resolve()}")
     try:
         sc, resolved, workload, load, measured, m_summary, measured_doc, out = _load_and_replay(
-            scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration
+            scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration, use_chat
         )
         sent = len(load.records)
         if sent < workload.num_requests:  # --max-duration cut the replay: simulate what was sent
