@@ -13,6 +13,7 @@ from sim import catalog
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
 from sim.hardware import HardwareSpec
+from sim.profile import Profile, load_profile
 from sim.replica.memory import GIB, MemoryPlan, estimate_activation_bytes, plan_memory
 from sim.scenario import Scenario
 
@@ -59,6 +60,7 @@ class ResolvedScenario:
     memory: MemoryPlan
     tp: int
     replicas_per_host: int  # replicas sharing one host (a TP group never spans hosts)
+    profile: Profile | None  # the scenario's calibration profile, read and validated once here
     provenance: dict[str, str] = field(default_factory=dict)  # knob -> where its value came from
 
     @property
@@ -247,6 +249,7 @@ def resolve(sc: Scenario) -> ResolvedScenario:
             "engine.max_model_len",
         )
     slo = _resolve_slo(sc, arch)
+    profile = load_profile(sc.profile) if sc.profile is not None else None
     prov["model"] = arch.source
     prov["hardware"] = hw.source
     return ResolvedScenario(
@@ -258,5 +261,6 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         memory=memory,
         tp=tp,
         replicas_per_host=per_host,
+        profile=profile,
         provenance=prov,
     )

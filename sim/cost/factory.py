@@ -54,9 +54,8 @@ def build_cost_model(resolved: ResolvedScenario):
     if path is None:
         return roofline
     from sim.cost.profiled import ProfiledStepCost
-    from sim.profile import load_profile
 
-    profile = load_profile(path)
+    profile = resolved.profile
     check_profile_matches(profile, resolved, path)
     if profile.steps is None:
         return roofline  # a compile-only profile (e.g. TPU AOT): the runtime takes its compile times

@@ -200,10 +200,8 @@ def resolve_runtime(resolved: ResolvedScenario) -> RuntimeSettings:
             f"scaled to {resolved.model.num_layers} layers (estimated)"
         )
     measured_cold = measured_warm = None
-    if resolved.scenario.profile is not None and spec.backbone_compile_s is None:
-        from sim.profile import load_profile
-
-        section = load_profile(resolved.scenario.profile).compile
+    if resolved.profile is not None and spec.backbone_compile_s is None:
+        section = resolved.profile.compile
         if section is not None:
             measured_cold = {s.token_bucket: s.cold_s for s in section.samples}
             measured_warm = {

@@ -36,11 +36,9 @@ class StartupBreakdown:
 
 
 def _measured_launch(resolved: ResolvedScenario, cache: str):
-    if resolved.scenario.profile is None:
+    if resolved.profile is None:
         return None
-    from sim.profile import load_profile
-
-    return next((m for m in load_profile(resolved.scenario.profile).startup if m.cache == cache), None)
+    return next((m for m in resolved.profile.startup if m.cache == cache), None)
 
 
 def first_request_s(settings: RuntimeSettings, base, prompt_tokens: int, cache: str) -> float:
