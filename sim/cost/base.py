@@ -33,6 +33,18 @@ class StepBatch:
     def num_seqs(self) -> int:
         return self.num_decode_seqs + len(self.prefill_new_tokens)
 
+    def work(self) -> tuple[int, int, int]:
+        """(tokens computed, causal (query, key) pairs attended, KV tokens read) -- the features every
+        step-cost model prices. A prefill chunk of n new tokens after p computed ones attends
+        n*p + n(n+1)/2 pairs and reads its whole context p + n."""
+        tokens = self.num_decode_seqs
+        pairs = kv_read = self.decode_context_tokens
+        for new, ctx in zip(self.prefill_new_tokens, self.prefill_context_tokens, strict=True):
+            tokens += new
+            pairs += new * (ctx - new) + new * (new + 1) // 2
+            kv_read += ctx
+        return tokens, pairs, kv_read
+
     @classmethod
     def make_empty(cls) -> StepBatch:
         return cls(0, 0, (), (), 0)

@@ -71,13 +71,7 @@ class ProfiledStepCost:
     def components(
         self, batch: StepBatch, padding_tokens: int, padding_seqs: int
     ) -> tuple[float, float, float]:
-        tokens = batch.num_decode_seqs
-        pairs = batch.decode_context_tokens
-        kv = batch.decode_context_tokens
-        for new, ctx in zip(batch.prefill_new_tokens, batch.prefill_context_tokens, strict=True):
-            tokens += new
-            pairs += new * (ctx - new) + new * (new + 1) // 2
-            kv += ctx
+        tokens, pairs, kv = batch.work()
         rows = tokens + padding_tokens
         seqs = batch.num_decode_seqs + len(batch.prefill_new_tokens) + padding_seqs
         scale = min(1.0, self._max_tokens / rows, self._max_seqs / seqs, self._max_kv / kv if kv else 1.0)

@@ -91,14 +91,7 @@ class RooflineStepCost:
         Padding rows (static shapes) go through the matmuls and the sampler, not through attention, which is
         ragged over the real sequences, nor into the KV cache. Runtimes call this directly (no copies of
         the batch on the hot path)."""
-        tokens = batch.num_decode_seqs
-        pairs = batch.decode_context_tokens
-        kv_read = batch.decode_context_tokens
-        for new, ctx in zip(batch.prefill_new_tokens, batch.prefill_context_tokens, strict=True):
-            tokens += new
-            prior = ctx - new
-            pairs += new * prior + new * (new + 1) // 2
-            kv_read += ctx
+        tokens, pairs, kv_read = batch.work()
         rows = tokens + padding_tokens
         compute_s, memory_s = self.time_from_features(
             rows, pairs, kv_read, batch.num_sampled_seqs + padding_seqs, real_tokens=tokens
