@@ -46,7 +46,13 @@ def _fail(message: str) -> None:
 )
 @click.option("--no-plot", is_flag=True, help="Skip the time-series PNG.")
 @click.option("--schema", is_flag=True, help="Print the scenario JSON Schema and exit.")
-def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, schema):
+@click.option(
+    "--runs",
+    type=int,
+    help="Independent Monte Carlo runs (seeds base..base+N-1); overrides monte_carlo.runs.",
+)
+@click.option("--jobs", type=int, help="Parallel processes for many runs (default: CPU count).")
+def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, schema, runs, jobs):
     """Simulate the vLLM fleet described by SCENARIO (a YAML file) and report goodput and latencies."""
     if schema:
         from sim.scenario import Scenario
@@ -57,13 +63,22 @@ def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, sche
         _fail("missing SCENARIO (a YAML file); see `simulate --help`")
     if seed is not None and seed < 0:
         _fail("--seed: must be >= 0")
+    if runs is not None and runs < 1:
+        _fail("--runs: must be >= 1")
+    if jobs is not None and jobs < 1:
+        _fail("--jobs: must be >= 1")
     try:
         from sim.loader import load_scenario
         from sim.resolve import resolve
 
         sc = load_scenario(scenario, overrides)
         if sc.sweep is not None:
+            if runs is not None and runs > 1:
+                _fail("--runs: a sweep runs one seed per point; use variants for Monte Carlo comparisons")
             _sweep(scenario, sc, overrides, seed, out_dir, as_json, no_plot)
+            return
+        if sc.variants or (runs or sc.monte_carlo.runs) > 1:
+            _study(scenario, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot)
             return
         resolved = resolve(sc)
         result = _run(resolved, seed, show_progress=not as_json)
@@ -120,6 +135,42 @@ def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot):
     from sim.report.console import print_sweep
 
     print_sweep(sweep, Console(), written)
+
+
+def _study(path, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot):
+    from sim.report.study import side_by_side, write_study
+    from sim.risk.study import run_study
+
+    target = out_dir or Path("results") / sc.name
+    console = Console(stderr=True)
+    kwargs = dict(seed=seed, runs=runs, jobs=jobs, out_dir=target, plot=not no_plot)
+    if as_json or not console.is_terminal:
+        study = run_study(path, overrides, **kwargs)
+    else:
+        with Progress(
+            TextColumn("[bold]runs[/bold] {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(sc.name, total=1)
+
+            def update(done: int, total: int, label: str) -> None:
+                bar.update(task, completed=done, total=total, description=label or sc.name)
+
+            study = run_study(path, overrides, progress=update, **kwargs)
+    try:
+        written = write_study(study, target, plot=not no_plot)
+    except OSError as exc:
+        _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
+    if as_json:
+        click.echo(side_by_side(study).to_json(orient="records", indent=2))
+        return
+    from sim.report.console import print_study
+
+    print_study(study, Console(), written)
 
 
 def _run(resolved, seed, *, show_progress: bool):

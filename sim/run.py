@@ -16,6 +16,7 @@ import pandas as pd
 import simpy
 
 from sim.cost import build_cost_model
+from sim.fleet.autoscaler import Autoscaler
 from sim.fleet.fleet import Fleet
 from sim.metrics.itl import pooled_itl
 from sim.metrics.requests import request_table
@@ -47,12 +48,38 @@ class SimulationResult:
     cost_model_name: str
     runtime: RuntimeSettings | None  # None with a constant step cost, which bypasses the runtime layer
     startup: dict[str, StartupBreakdown]  # "cold" / "warm" -> a replica's time to ready
+    fleet_log: dict  # replica lives, fleet events, autoscaler decisions, capacity held
     warnings: list[str]  # things the user should know about the numbers (e.g. extrapolation)
     wall_s: float  # wall-clock seconds the run took (console only)
 
     @property
     def num_steps(self) -> int:
         return sum(s.num_steps for s in self.replica_stats)
+
+
+def fleet_log(fleet: Fleet, autoscaler: Autoscaler | None, end_s: float) -> dict:
+    """What happened to the fleet: each replica's life, the event log, the autoscaler's decisions."""
+    return {
+        "replica_seconds": fleet.capacity_seconds(end_s),
+        "lives": [
+            {
+                "replica": i,
+                "started_s": life.started_s,
+                "ready_s": life.ready_s,
+                "ended_s": life.ended_s,
+                "end_reason": life.end_reason,
+            }
+            for i, life in enumerate(fleet.lives)
+        ],
+        "launches_lost": [
+            {"started_s": life.started_s, "ended_s": life.ended_s, "end_reason": life.end_reason}
+            for life in fleet.ended_launches
+        ],
+        "events": [{"t_s": t, "event": what, "detail": detail} for t, what, detail in fleet.events],
+        "autoscaler": autoscaler.decisions if autoscaler is not None else [],
+        "retries": fleet.num_retries,
+        "hosts_used": len(fleet.hosts.hosts),
+    }
 
 
 def run_simulation(
@@ -69,10 +96,15 @@ def run_simulation(
     workload = workload if workload is not None else build_workload(sc, seed)
     base = build_cost_model(resolved)
     if isinstance(sc.cost_model, ConstantCost):
-        runtime, cost_models, startup = None, [base] * sc.fleet.replicas, {}
+        runtime = None
+        startup = {"cold": startup_breakdown(resolved, None, "cold")}
+        new_replica_start = startup["cold"]
+
+        def make_cost_model(replica_id: int):
+            return base
+
     else:
         runtime = resolve_runtime(resolved)
-        cost_models = [runtime.build(base, i, seed) for i in range(sc.fleet.replicas)]
         prompt = int(workload.prompt_tokens[0]) if workload.num_requests else 0
         startup = {
             cache: startup_breakdown(
@@ -84,12 +116,26 @@ def run_simulation(
             )
             for cache in ("cold", "warm")
         }
+        new_replica_start = startup[runtime.scenario_cache]
+
+        def make_cost_model(replica_id: int):
+            return runtime.build(base, replica_id, seed)
+
     provenance = dict(base.provenance) | (runtime.provenance if runtime else {})
 
     env = simpy.Environment()
-    fleet = Fleet(env, resolved, cost_models, workload, api_overhead_s=getattr(base, "api_overhead_s", 0.0))
+    fleet = Fleet(
+        env,
+        resolved,
+        make_cost_model,
+        workload,
+        seed=seed,
+        api_overhead_s=getattr(base, "api_overhead_s", 0.0),
+        startup=new_replica_start,
+    )
+    autoscaler = Autoscaler(env, sc.autoscaler, fleet) if sc.autoscaler is not None else None
     horizon = float(workload.arrival_s[-1]) if workload.num_requests else 0.0
-    sampler = StateSampler(env, fleet.replicas, choose_window_s(horizon, sc.metrics.window_s))
+    sampler = StateSampler(env, fleet, choose_window_s(horizon, sc.metrics.window_s))
 
     # Run in slices of simulated time so a progress bar can follow; the run ends when every request has.
     slice_s = max(horizon / 200.0, sampler.window_s)
@@ -128,6 +174,7 @@ def run_simulation(
         cost_model_name=base.name if runtime is None else f"{base.name} + {runtime.name} runtime",
         runtime=runtime,
         startup=startup,
+        fleet_log=fleet_log(fleet, autoscaler, env.now),
         warnings=warnings,
         wall_s=time.perf_counter() - started,
     )

@@ -15,6 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sim.architecture import ModelArchitecture
 from sim.hardware import HardwareSpec
+from sim.scenario_dynamics import (
+    AdmissionSpec,
+    AutoscalerSpec,
+    FaultsSpec,
+    MonteCarloSpec,
+    RetrySpec,
+    Variants,
+    check_variants,
+)
 
 
 class _Strict(BaseModel):
@@ -182,6 +191,11 @@ class WorkloadSpec(_Strict):
     request_timeout_s: float = Field(
         600.0, gt=0, description="Client timeout; the seed harness's default is 600 s. Late requests fail."
     )
+    sessions: int | None = Field(
+        None,
+        ge=1,
+        description="Distinct users; each request belongs to one drawn uniformly (for session_affinity).",
+    )
 
     @model_validator(mode="after")
     def _arrivals_present(self) -> WorkloadSpec:
@@ -297,8 +311,19 @@ class FleetSpec(_Strict):
     collective_jitter_sigma: float | None = Field(
         None, ge=0, description="Log-normal sigma of per-rank all-reduce noise; default per link type."
     )
-    router: Literal["round_robin", "least_outstanding"] = Field(
-        "round_robin", description="round_robin, or least_outstanding (fewest waiting + running)."
+    router: Literal["round_robin", "least_outstanding", "least_kv", "session_affinity"] = Field(
+        "round_robin",
+        description="round_robin; least_outstanding (fewest waiting + running); least_kv (lowest KV-cache "
+        "use); session_affinity (a session's requests go to the same replica while it is up).",
+    )
+    admission: AdmissionSpec = Field(
+        default_factory=AdmissionSpec, description="Queue caps (see fleet.admission)."
+    )
+    retry: RetrySpec = Field(
+        default_factory=RetrySpec, description="Retries of dropped requests (see fleet.retry)."
+    )
+    usd_per_chip_hour: float | None = Field(
+        None, gt=0, description="Price of one chip-hour, for cost per good request (reported as 'scenario')."
     )
 
 
@@ -317,7 +342,16 @@ class SLOSpec(_Strict):
 class StartupSpec(_Strict):
     """A replica's time to ready = provision + container start + weight load + the runtime's own start."""
 
-    provision_s: float = Field(0.0, ge=0, description="Acquiring the machine or slice.")
+    provision_s: float | None = Field(
+        None,
+        ge=0,
+        description="Acquiring a new machine or slice; default per hardware kind (catalog/runtime.yaml). "
+        "A replica placed on a host that is already up skips it.",
+    )
+    stockout_probability: float = Field(
+        0.0, ge=0, lt=1, description="Chance that one capacity request finds no stock and is retried."
+    )
+    stockout_retry_s: float = Field(60.0, ge=0, description="Wait before asking for capacity again.")
     container_start_s: float | None = Field(None, ge=0, description="Container and vLLM process start.")
     storage_bandwidth_gbs: float | None = Field(None, gt=0, description="Weight download bandwidth, GB/s.")
 
@@ -396,6 +430,18 @@ class Scenario(_Strict):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Time-series and dump options.")
     startup: StartupSpec = Field(default_factory=StartupSpec, description="Replica start-up (see startup).")
     sweep: SweepSpec | None = Field(None, description="Run a table of points instead of one (see sweep).")
+    autoscaler: AutoscalerSpec | None = Field(
+        None, description="Scale replicas on a metric (see autoscaler)."
+    )
+    faults: FaultsSpec | None = Field(None, description="Failures, notices and injected faults (see faults).")
+    monte_carlo: MonteCarloSpec = Field(
+        default_factory=MonteCarloSpec, description="Independent runs and failover risk (see monte_carlo)."
+    )
+    variants: Variants = Field(
+        default_factory=dict,
+        description="name -> {dotted.key: value}: the same scenario under each set of overrides, compared "
+        "side by side.",
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Scenario:
@@ -405,4 +451,13 @@ class Scenario(_Strict):
         arrivals = self.workload.arrivals
         if arrivals is not None and arrivals.is_instant and self.num_requests is None:
             raise ValueError("rate 'inf' needs num_requests")
+        check_variants(self.variants)
+        if self.variants and self.sweep is not None:
+            raise ValueError("a scenario has either variants or a sweep, not both")
+        scaler = self.autoscaler
+        if scaler is not None and not scaler.min_replicas <= self.fleet.replicas <= scaler.max_replicas:
+            raise ValueError(
+                f"fleet.replicas ({self.fleet.replicas}) must lie within autoscaler.min_replicas "
+                f"({scaler.min_replicas}) and max_replicas ({scaler.max_replicas})"
+            )
         return self

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from sim import scenario as S
+from sim import scenario_dynamics as D
 from sim.architecture import ModelArchitecture
 from sim.hardware import HardwareSpec
 
@@ -34,6 +35,15 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("workload.lengths, kind: sharegpt_file", S.ShareGPTFileLengths),
     ("workload.lengths, kind: trace", S.TraceLengths),
     ("fleet", S.FleetSpec),
+    ("fleet.admission", D.AdmissionSpec),
+    ("fleet.retry", D.RetrySpec),
+    ("autoscaler", D.AutoscalerSpec),
+    ("faults", D.FaultsSpec),
+    ("faults.chip_failures / faults.host_failures", D.FailureProcess),
+    ("faults.preemption / faults.maintenance", D.NoticeProcess),
+    ("faults.inject[]", D.InjectedFault),
+    ("monte_carlo", D.MonteCarloSpec),
+    ("monte_carlo.objective", D.ObjectiveSpec),
     ("slo", S.SLOSpec),
     ("cost_model, kind: roofline", S.RooflineCost),
     ("cost_model, kind: constant", S.ConstantCost),
@@ -50,7 +60,13 @@ def _type_name(annotation) -> str:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _type_name(typing.get_args(annotation)[0])
-    for prefix in ("sim.scenario.", "sim.architecture.", "sim.hardware.", "typing."):
+    for prefix in (
+        "sim.scenario_dynamics.",
+        "sim.scenario.",
+        "sim.architecture.",
+        "sim.hardware.",
+        "typing.",
+    ):
         text = text.replace(prefix, "")
     return text.replace("NoneType", "null")
 

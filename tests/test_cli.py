@@ -124,6 +124,8 @@ def test_unreadable_trace_file(tmp_path):
         (["--set", "fleet.replicas=-1"], "fleet.replicas"),
         (["--set", "model.foo=1"], "cannot set 'model.foo'"),
         (["--seed", "-1"], "--seed: must be >= 0"),
+        (["--runs", "0"], "--runs: must be >= 1"),
+        (["--jobs", "0"], "--jobs: must be >= 1"),
     ],
 )
 def test_bad_flags_exit_2(tmp_path, args, message):
@@ -141,3 +143,12 @@ def test_missing_and_malformed_files(tmp_path):
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     assert run(listy).exit_code == 2
+
+
+def test_runs_flag_writes_a_monte_carlo_study(tmp_path):
+    data = scenario_dict(cost_model={"kind": "constant", "step_s": 0.02})
+    out = tmp_path / "out"
+    result = run(write(tmp_path, data), "--out", out, "--runs", "3", "--jobs", "1", "--no-plot")
+    assert result.exit_code == 0, result.output
+    runs = (out / "runs.csv").read_text().splitlines()
+    assert len(runs) == 4 and "failover risk" in (out / "variants.md").read_text()

@@ -140,7 +140,11 @@ def test_cuda_startup_sums_its_parts():
     resolved, base, settings, _ = runtime_for(startup={"container_start_s": 10, "storage_bandwidth_gbs": 4.0})
     cold = startup_breakdown(resolved, settings, "cold")
     assert cold.components["cuda_graph_capture"] == pytest.approx(51 * 0.149)
-    assert cold.total_s == pytest.approx(10 + resolved.model.weight_bytes / 4e9 + 4.2 + 19.4 + 51 * 0.149)
+    # A new GPU machine: the catalog's estimated 180 s acquisition, labelled as an estimate.
+    assert cold.components["provision"] == 180.0 and cold.provenance["provision"].startswith("estimated")
+    assert cold.total_s == pytest.approx(
+        180 + 10 + resolved.model.weight_bytes / 4e9 + 4.2 + 19.4 + 51 * 0.149
+    )
     assert startup_breakdown(resolved, settings, "warm").components["torch_compile"] == pytest.approx(4.19)
     eager = runtime_for(engine={"max_model_len": 8192, "cuda": {"enforce_eager": True}})
     assert list(startup_breakdown(eager[0], eager[2], "cold").components)[-1] == "engine_init"

@@ -1,4 +1,8 @@
-"""Routing policies: which replica a new request goes to."""
+"""Routing policies: which of the routable replicas a new request goes to.
+
+A policy sees only the replicas the router currently believes are up (a crashed replica stays in that list
+until its failure is detected) and the request's session id (-1 when the workload has no sessions).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from sim.replica.replica import Replica
 
 
 class Router(Protocol):
-    def choose(self, replicas: Sequence[Replica]) -> Replica: ...
+    def choose(self, replicas: Sequence[Replica], session: int) -> Replica: ...
 
 
 class RoundRobinRouter:
@@ -18,7 +22,7 @@ class RoundRobinRouter:
     def __init__(self) -> None:
         self._next = 0
 
-    def choose(self, replicas: Sequence[Replica]) -> Replica:
+    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
         replica = replicas[self._next % len(replicas)]
         self._next += 1
         return replica
@@ -27,11 +31,45 @@ class RoundRobinRouter:
 class LeastOutstandingRouter:
     """The replica with the fewest waiting + running requests; ties go to the lowest index."""
 
-    def choose(self, replicas: Sequence[Replica]) -> Replica:
+    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
         return min(replicas, key=lambda r: r.num_outstanding)
 
 
-ROUTERS = {"round_robin": RoundRobinRouter, "least_outstanding": LeastOutstandingRouter}
+class LeastKVRouter:
+    """The replica with the lowest KV-cache use (ties: fewest outstanding, then lowest index) -- what an
+    endpoint picker reading vllm:kv_cache_usage_perc does."""
+
+    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
+        return min(replicas, key=lambda r: (r.kv_usage, r.num_outstanding))
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finaliser: a fixed, well-spread 64-bit hash (Python's hash() is salted per process)."""
+    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
+
+
+class SessionAffinityRouter:
+    """Rendezvous hashing of (session, replica): a session keeps its replica while that replica is up, and
+    when one leaves only its sessions move. Requests without a session fall back to least outstanding."""
+
+    def __init__(self) -> None:
+        self._fallback = LeastOutstandingRouter()
+
+    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
+        if session < 0:
+            return self._fallback.choose(replicas, session)
+        return max(replicas, key=lambda r: _mix((session << 20) ^ r.replica_id))
+
+
+ROUTERS = {
+    "round_robin": RoundRobinRouter,
+    "least_outstanding": LeastOutstandingRouter,
+    "least_kv": LeastKVRouter,
+    "session_affinity": SessionAffinityRouter,
+}
 
 
 def make_router(policy: str) -> Router:

@@ -44,6 +44,7 @@ def request_table(
             "e2e_s": np.where(success, e2e, np.nan),
             "num_preemptions": np.fromiter((r.num_preemptions for r in requests), np.int64, n),
             "recomputed_tokens": np.fromiter((r.num_recomputed_tokens for r in requests), np.int64, n),
+            "attempts": np.fromiter((r.num_attempts for r in requests), np.int64, n),
             "success": success,
             "error": error,
         }

@@ -23,18 +23,21 @@ def choose_window_s(horizon_s: float, requested: float | None) -> float:
 
 
 class StateSampler:
-    """Samples fleet state every window_s of simulated time."""
+    """Samples fleet state every window_s of simulated time: queues, KV use, work done, and the replica
+    counts (desired by the controller, ready, starting)."""
 
-    def __init__(self, env: simpy.Environment, replicas, window_s: float):
-        self.env, self.replicas, self.window_s = env, replicas, window_s
+    def __init__(self, env: simpy.Environment, fleet, window_s: float):
+        self.env, self.fleet, self.window_s = env, fleet, window_s
         self.times: list[float] = []
-        self.waiting: list[int] = []
+        self.waiting: list[int] = []  # in replica queues and the router's hold queue
         self.running: list[int] = []
-        self.kv_used_blocks: list[int] = []
+        self.kv_used_frac: list[float] = []
         self.tokens: list[int] = []  # cumulative real tokens computed, fleet-wide
         self.padding_tokens: list[int] = []  # cumulative padding tokens
         self.compile_stall_s: list[float] = []  # cumulative compile stall seconds
-        self.kv_total_blocks = sum(r.scheduler.kv.num_blocks for r in replicas)
+        self.desired: list[int] = []
+        self.ready: list[int] = []
+        self.starting: list[int] = []
         env.process(self._run())
 
     def _run(self):
@@ -48,13 +51,21 @@ class StateSampler:
             self.sample()
 
     def sample(self) -> None:
+        fleet = self.fleet
+        up = fleet.up
         self.times.append(self.env.now)
-        self.waiting.append(sum(r.scheduler.num_waiting for r in self.replicas))
-        self.running.append(sum(r.scheduler.num_running for r in self.replicas))
-        self.kv_used_blocks.append(sum(r.scheduler.kv.num_used_blocks for r in self.replicas))
-        self.tokens.append(sum(r.stats.num_tokens for r in self.replicas))
-        self.padding_tokens.append(sum(r.stats.padding_tokens for r in self.replicas))
-        self.compile_stall_s.append(sum(r.stats.compile_stall_s for r in self.replicas))
+        self.waiting.append(sum(r.scheduler.num_waiting for r in up) + len(fleet.held))
+        self.running.append(sum(r.scheduler.num_running for r in up))
+        total = sum(r.scheduler.kv.num_blocks for r in up)
+        used = sum(r.scheduler.kv.num_used_blocks for r in up)
+        self.kv_used_frac.append(used / total if total else math.nan)
+        everyone = fleet.replicas
+        self.tokens.append(sum(r.stats.num_tokens for r in everyone))
+        self.padding_tokens.append(sum(r.stats.padding_tokens for r in everyone))
+        self.compile_stall_s.append(sum(r.stats.compile_stall_s for r in everyone))
+        self.desired.append(fleet.target)
+        self.ready.append(fleet.num_ready)
+        self.starting.append(len(fleet.launches))
 
 
 def _counts(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -91,16 +102,17 @@ def build_timeseries(
     frame["ttft_p99_ms"] = groups.quantile(0.99).reindex(range(num_windows)).to_numpy()
     # Sampled state at each window's end (NaN past the last sample).
     samples = len(sampler.times)
-    for name, values in (("waiting", sampler.waiting), ("running", sampler.running)):
+    for name, values in (
+        ("waiting", sampler.waiting),
+        ("running", sampler.running),
+        ("kv_used_frac", sampler.kv_used_frac),
+        ("replicas_desired", sampler.desired),
+        ("replicas_ready", sampler.ready),
+        ("replicas_starting", sampler.starting),
+    ):
         column = np.full(num_windows, np.nan)
         column[: min(samples, num_windows)] = values[:num_windows]
         frame[name] = column
-    kv = np.full(num_windows, np.nan)
-    if sampler.kv_total_blocks:
-        kv[: min(samples, num_windows)] = (
-            np.asarray(sampler.kv_used_blocks[:num_windows]) / sampler.kv_total_blocks
-        )
-    frame["kv_used_frac"] = kv
     # Per-window work from the cumulative counters: padding waste and compile stalls.
     for name, values in (
         ("tokens", sampler.tokens),

@@ -3,18 +3,30 @@
 Each step: drop requests whose client gave up, ask the scheduler for a plan, price it with the step-cost
 model, wait that long in simulated time, then apply the result. A token streams out at the end of the step
 that produced it.
+
+A replica's life: READY (routable) -> DRAINING (finishes what it holds, takes nothing new) -> STOPPED, or
+-> CRASHED at any time (``kill``): the step in flight is lost and the fleet gets back every request the
+replica held, to retry or fail.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from enum import IntEnum
 
 import simpy
 
 from sim.cost.base import StepCostModel
 from sim.replica.request import RequestState, Status
 from sim.replica.scheduler import Scheduler, SchedulerConfig
+
+
+class ReplicaState(IntEnum):
+    READY = 0
+    DRAINING = 1
+    STOPPED = 2
+    CRASHED = 3
 
 
 class ReplicaStats:
@@ -57,13 +69,21 @@ class Replica:
         *,
         request_timeout_s: float,
         on_finished: Callable[[list[RequestState]], None],
+        on_idle: Callable[[Replica], None] | None = None,
+        on_first_token: Callable[[RequestState], None] | None = None,
     ):
+        """on_idle: called when a DRAINING replica has nothing left; on_first_token: called as each request
+        gets its first token (for autoscalers that watch TTFT)."""
         self.env = env
         self.replica_id = replica_id
         self.scheduler = Scheduler(config)
         self.cost_model = cost_model
         self.request_timeout_s = request_timeout_s
         self.on_finished = on_finished
+        self.on_idle = on_idle
+        self.on_first_token = on_first_token
+        self.state = ReplicaState.READY
+        self.host = None  # the Host it runs on (fleet placement), if any
         self.step_end_s: list[float] = []  # end time of step k, k = the scheduler's step counter
         self.stats = ReplicaStats()
         self._deadlines: list[tuple[float, int, RequestState]] = []
@@ -74,12 +94,47 @@ class Replica:
     def num_outstanding(self) -> int:
         return self.scheduler.num_waiting + self.scheduler.num_running
 
+    @property
+    def kv_usage(self) -> float:
+        kv = self.scheduler.kv
+        return kv.num_used_blocks / kv.num_blocks if kv.num_blocks else 0.0
+
+    @property
+    def is_up(self) -> bool:
+        """Still holds requests it is working on (ready or draining)."""
+        return self.state <= ReplicaState.DRAINING
+
+    def drain(self) -> None:
+        """Take no new requests; stop once empty."""
+        if self.state == ReplicaState.READY:
+            self.state = ReplicaState.DRAINING
+            self._poke()
+
+    def kill(self) -> list[RequestState]:
+        """Crash now: the step in flight is lost. Returns the requests it held (their state mid-flight), for
+        the fleet to retry or fail; the replica itself keeps nothing."""
+        if not self.is_up:
+            return []
+        self.state = ReplicaState.CRASHED
+        sched = self.scheduler
+        held = list(sched.running.values()) + [r for r in sched.waiting if r.status == Status.WAITING]
+        self._deadlines.clear()
+        # A dead server holds nothing: its connections are closed, so a load balancer counting active
+        # requests sees zero here until the crash is detected.
+        self.scheduler = Scheduler(sched.config)
+        if self.process.is_alive:
+            self.process.interrupt("crash")
+        return held
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
     def submit(self, req: RequestState) -> None:
         req.replica_id = self.replica_id
         self.scheduler.add_request(req)
         heapq.heappush(self._deadlines, (req.arrival_s + self.request_timeout_s, req.req_id, req))
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        self._poke()
 
     def _expire(self, now: float) -> None:
         """Abort requests whose client timed out; only between steps, so no plan is in flight."""
@@ -94,6 +149,12 @@ class Replica:
             self.on_finished(aborted)
 
     def _run(self):
+        try:
+            yield from self._steps()
+        except simpy.Interrupt:
+            return  # crashed: kill() handed the requests back
+
+    def _steps(self):
         env, sched, stats = self.env, self.scheduler, self.stats
         step_cost = self.cost_model.step_cost
         step_end_s = self.step_end_s
@@ -101,6 +162,11 @@ class Replica:
             if self._deadlines and self._deadlines[0][0] <= env.now:
                 self._expire(env.now)
             if not sched.has_work():
+                if self.state == ReplicaState.DRAINING:
+                    self.state = ReplicaState.STOPPED
+                    if self.on_idle is not None:
+                        self.on_idle(self)
+                    return
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
@@ -119,6 +185,10 @@ class Replica:
             yield env.timeout(cost.seconds)
             finished = sched.update_from_step(plan, env.now)
             step_end_s.append(env.now)
+            if self.on_first_token is not None:
+                for req in plan.prefill_reqs:
+                    if req.first_token_s == env.now and req.num_output_tokens == 1:
+                        self.on_first_token(req)
             stats.num_steps += 1
             stats.busy_s += cost.seconds
             stats.num_tokens += batch.num_tokens

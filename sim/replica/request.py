@@ -45,6 +45,7 @@ class RequestState:
         "num_recomputed_tokens",
         "fail_reason",
         "replica_id",
+        "num_attempts",
     )
 
     def __init__(self, req_id: int, arrival_s: float, num_prompt_tokens: int, max_output_tokens: int):
@@ -68,6 +69,22 @@ class RequestState:
         self.num_recomputed_tokens = 0
         self.fail_reason: str | None = None
         self.replica_id = -1
+        self.num_attempts = 1  # 1 + retries after a replica failure
+
+    def restart(self) -> None:
+        """Start over for a retry on another replica: nothing computed, nothing streamed. Arrival time,
+        preemption counts and the attempt count stay, so latencies count from the original arrival."""
+        self.num_computed_tokens = 0
+        self.num_output_tokens = 0
+        self.num_blocks = 0
+        self.status = Status.WAITING
+        self.decode_start_step = -1
+        self.finish_step = -1
+        self.first_token_s = math.nan
+        self.segments = []
+        self.segment_start = -1
+        self.replica_id = -1
+        self.num_attempts += 1
 
     @property
     def num_tokens(self) -> int:

@@ -54,6 +54,7 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
             f"{rt['compile_stalls']} compile stalls ({rt['compile_stall_s']:.1f} s) | time to ready "
             f"{cold.total_s:.0f} s cold / {warm.total_s:.0f} s warm cache"
         )
+    _print_fleet(result, console)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print("[dim]where the numbers come from:[/dim]")
@@ -120,3 +121,56 @@ def print_sweep(sweep, console: Console, written: list | None = None) -> None:
         console.print(start)
     if written:
         console.print(f"results: {', '.join(str(p) for p in written)}")
+
+
+def print_study(study, console: Console, written: list | None = None) -> None:
+    """The side-by-side table of a many-run study, with its failover risk."""
+    from sim.report.study import side_by_side
+
+    frame = side_by_side(study)
+    objective = study.base.monte_carlo.objective
+    table = Table(
+        title=f"{study.name}: {study.runs} run(s) per variant",
+        caption=f"simulated; mean [{study.confidence:.0%} CI] over runs; failover risk = P(windowed attainment "
+        f"< {objective.min_attainment:.0%} for > {objective.max_breach_s:g} s"
+        + (
+            f" or > {objective.max_failed_requests} failed requests)"
+            if objective.max_failed_requests is not None
+            else ")"
+        ),
+    )
+    for col in frame.columns:
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+    breaches = [d for d in study.digests if d.breached]
+    for d in breaches[:5]:
+        console.print(
+            f"[yellow]breach[/yellow] {d.label or study.name} run {d.run} (seed {d.seed}): {d.breach_reason}"
+        )
+    if len(breaches) > 5:
+        console.print(f"... {len(breaches) - 5} more breaching runs in runs.csv")
+    if written:
+        console.print(f"results: {', '.join(str(p) for p in written)}")
+
+
+def _print_fleet(result, console: Console) -> None:
+    """Autoscaling, faults and capacity, when the fleet changed during the run."""
+    from sim.report.files import fleet_block
+
+    log = fleet_block(result)
+    sc = result.resolved.scenario
+    if sc.autoscaler is None and sc.faults is None and len(log["lives"]) == sc.fleet.replicas:
+        return
+    ts = result.timeseries
+    counts: dict[str, int] = {}
+    for event in log["events"]:
+        counts[event["event"]] = counts.get(event["event"], 0) + 1
+    happened = ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "no events"
+    cost = f", ${log['cost_usd']:.2f} (price: scenario)" if "cost_usd" in log else ""
+    console.print(
+        f"fleet: {happened} | ready replicas {ts['replicas_ready'].min():.0f}-{ts['replicas_ready'].max():.0f} "
+        f"| {log['retries']} retries | {log['replica_hours']:.2f} replica-hours ({log['chip_hours']:.2f} "
+        f"chip-hours{cost})"
+    )

@@ -103,6 +103,7 @@ def servesim_block(result: SimulationResult) -> dict:
             for cache, b in result.startup.items()
         },
         "warnings": result.warnings,
+        "fleet": fleet_block(result),
         "failures_by_reason": {str(k): int(v) for k, v in errors.items()},
         "num_preemptions": int(table["num_preemptions"].sum()),
         "num_recomputed_tokens": int(table["recomputed_tokens"].sum()),
@@ -125,6 +126,22 @@ def servesim_block(result: SimulationResult) -> dict:
             for i, s in enumerate(stats)
         ],
     }
+
+
+def fleet_block(result: SimulationResult) -> dict:
+    """The fleet's history: replica lives, events, autoscaler decisions, capacity held and its cost."""
+    log = dict(result.fleet_log)
+    r = result.resolved
+    chip_hours = log["replica_seconds"] * r.tp / 3600.0
+    log["replica_hours"] = log["replica_seconds"] / 3600.0
+    log["chip_hours"] = chip_hours
+    price = r.scenario.fleet.usd_per_chip_hour
+    if price is not None:
+        good = int(result.summary["goodput_rps"] * result.summary["duration_s"] + 0.5)
+        log["cost_usd"] = chip_hours * price
+        log["usd_per_1k_good_requests"] = chip_hours * price / good * 1e3 if good else None
+        log["price_source"] = f"scenario (fleet.usd_per_chip_hour = {price})"
+    return log
 
 
 def runtime_block(result: SimulationResult) -> dict | None:

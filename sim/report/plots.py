@@ -16,7 +16,7 @@ def plot_timeseries(result: SimulationResult, path: Path) -> Path:
     ts = result.timeseries
     t = (ts["t_start_s"] + ts["t_end_s"]) / 2
     slo = result.resolved.slo
-    fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
+    fig, axes = plt.subplots(5, 1, figsize=(10, 12), sharex=True)
     ax = axes[0]
     ax.plot(t, ts["arrival_rate_rps"], label="arrivals", color="tab:gray")
     ax.plot(t, ts["goodput_rps"], label="goodput (both SLOs met)", color="tab:green")
@@ -37,6 +37,12 @@ def plot_timeseries(result: SimulationResult, path: Path) -> Path:
     ax = axes[3]
     ax.plot(t, ts["kv_used_frac"] * 100, color="tab:brown")
     ax.set_ylabel("KV blocks used %")
+    ax = axes[4]
+    ax.step(t, ts["replicas_desired"], "--", where="mid", color="tab:gray", label="desired")
+    ax.step(t, ts["replicas_ready"], where="mid", color="tab:green", label="ready")
+    ax.step(t, ts["replicas_starting"], where="mid", color="tab:orange", label="starting (cold start)")
+    ax.set_ylabel("replicas")
+    ax.legend(loc="upper right")
     ax.set_xlabel("simulated time (s)")
     sc = result.resolved.scenario
     fig.suptitle(

@@ -65,9 +65,19 @@ class RuntimeSettings:
             attn_request_buckets=self.attn_request_buckets,
             precompiled_tokens=self.precompiled_tokens,
             compile_times=self.compile_times,
-            cache=xla.compile_cache,
+            cache=cache or xla.compile_cache,
             jitter=jitter,
         )
+
+    @property
+    def scenario_cache(self) -> str:
+        """The compile-cache state the scenario gives a newly started replica ("cold" or "warm")."""
+        eng = self.resolved.scenario.engine
+        if self.name == "xla":
+            return eng.xla.compile_cache
+        if self.name == "cuda" and not eng.cuda.enforce_eager:
+            return eng.cuda.torch_compile_cache
+        return "cold"  # eager: nothing is compiled, the two start-ups are the same
 
     def startup_parts(self, cache: str) -> tuple[dict[str, float], dict[str, str]]:
         """The runtime's own start-up components (seconds) and their provenance, for a cold or warm cache."""

@@ -47,30 +47,47 @@ def first_request_s(settings: RuntimeSettings, base, prompt_tokens: int, cache: 
     return fresh.step_cost(StepBatch(0, 0, (prompt_tokens,), (prompt_tokens,), 1)).seconds
 
 
+def provision(resolved: ResolvedScenario) -> tuple[float, str]:
+    """Seconds to acquire a new machine or slice, and where the number came from."""
+    spec = resolved.scenario.startup
+    if spec.provision_s is not None:
+        return spec.provision_s, "scenario (startup.provision_s)"
+    entry = catalog.runtime_defaults()["startup"]["provision_s"][resolved.hardware.kind]
+    return entry["value"], _label(entry)
+
+
 def startup_breakdown(
-    resolved: ResolvedScenario, settings: RuntimeSettings, cache: str, *, base=None, prompt_tokens: int = 0
+    resolved: ResolvedScenario,
+    settings: RuntimeSettings | None,
+    cache: str,
+    *,
+    base=None,
+    prompt_tokens: int = 0,
 ) -> StartupBreakdown:
+    """settings None: a constant step cost, which has no runtime layer and so no runtime start-up part."""
     spec = resolved.scenario.startup
     measured = _measured_launch(resolved, cache)
+    provision_s, provision_source = provision(resolved)
+    name = settings.name if settings is not None else "constant"
     if measured is not None:
         # A real launch measured by `validate startup` covers container start, weight load and the runtime's
         # own start together; only provisioning is added.
-        parts = {"provision": spec.provision_s, "measured_launch_to_ready": measured.time_to_ready_s}
+        parts = {"provision": provision_s, "measured_launch_to_ready": measured.time_to_ready_s}
         p = measured.provenance
         prov = {
-            "provision": "scenario (startup.provision_s)",
+            "provision": provision_source,
             "measured_launch_to_ready": f"measured by validate startup on {p.host}, {p.date}: "
             f"{measured.launch_cmd} ({cache} cache)",
         }
         first = (
             first_request_s(settings, base, prompt_tokens, cache)
-            if base is not None and prompt_tokens
+            if settings is not None and base is not None and prompt_tokens
             else 0.0
         )
-        return StartupBreakdown(settings.name, cache, parts, prov, first)
+        return StartupBreakdown(name, cache, parts, prov, first)
     defaults = catalog.runtime_defaults()["startup"]
-    parts: dict[str, float] = {"provision": spec.provision_s}
-    prov = {"provision": "scenario (startup.provision_s)"}
+    parts: dict[str, float] = {"provision": provision_s}
+    prov = {"provision": provision_source}
     if spec.container_start_s is not None:
         parts["container_start"], prov["container_start"] = spec.container_start_s, "scenario"
     else:
@@ -83,10 +100,13 @@ def startup_breakdown(
         + ("scenario" if spec.storage_bandwidth_gbs else _label(defaults["storage_bandwidth_gbs"]))
         + ")"
     )
-    runtime_parts, runtime_prov = settings.startup_parts(cache)
-    parts.update(runtime_parts)
-    prov.update(runtime_prov)
+    if settings is not None:
+        runtime_parts, runtime_prov = settings.startup_parts(cache)
+        parts.update(runtime_parts)
+        prov.update(runtime_prov)
     first = (
-        first_request_s(settings, base, prompt_tokens, cache) if base is not None and prompt_tokens else 0.0
+        first_request_s(settings, base, prompt_tokens, cache)
+        if settings is not None and base is not None and prompt_tokens
+        else 0.0
     )
-    return StartupBreakdown(settings.name, cache, parts, prov, first)
+    return StartupBreakdown(name, cache, parts, prov, first)

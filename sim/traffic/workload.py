@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ class Workload:
     prompt_tokens: np.ndarray  # i64[num_requests]
     output_tokens: np.ndarray  # i64[num_requests], requested (the sim may cap them at max_model_len)
     note: str  # how the lengths were obtained, for the report
+    session_id: np.ndarray | None = None  # i64[num_requests] when the workload has sessions
 
     @property
     def num_requests(self) -> int:
@@ -37,7 +39,9 @@ def build_workload(scenario: Scenario, seed: int | None = None) -> Workload:
         idx = np.flatnonzero(keep)
         if scenario.num_requests is not None:
             idx = idx[: scenario.num_requests]
-        return Workload(arrival[idx], prompt[idx], output[idx], "recorded trace")
+        return _with_sessions(
+            Workload(arrival[idx], prompt[idx], output[idx], "recorded trace"), spec.sessions, seed
+        )
     arrival = arrival_times(
         spec.arrivals,
         np.random.default_rng(seed),
@@ -46,4 +50,13 @@ def build_workload(scenario: Scenario, seed: int | None = None) -> Workload:
     )
     length_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     prompt, output, note = sample_lengths(spec.lengths, len(arrival), length_rng, seed)
-    return Workload(arrival, prompt, output, note)
+    return _with_sessions(Workload(arrival, prompt, output, note), spec.sessions, seed)
+
+
+def _with_sessions(workload: Workload, sessions: int | None, seed: int) -> Workload:
+    """Give each request a session drawn uniformly from `sessions` users, from a stream of its own."""
+    if sessions is None:
+        return workload
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
+    ids = rng.integers(0, sessions, size=workload.num_requests, dtype=np.int64)
+    return dataclasses.replace(workload, session_id=ids)

@@ -1,0 +1,1 @@
+"""Many runs of one scenario: objective checks, digests, confidence intervals, Monte Carlo and variants."""

@@ -1,0 +1,209 @@
+"""Scenario sections for a fleet that changes while it serves: admission, retries, autoscaling, faults,
+Monte Carlo risk and variants. Kept apart from sim/scenario.py so that each file reads as one topic;
+sim/scenario.py assembles them into the Scenario.
+
+Every default cites where it comes from (Kubernetes HPA, Knative, Envoy, cloud documentation); numbers
+without a published figure say "estimated".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- router: admission and retries --------------------------------------------------------------------
+
+
+class AdmissionSpec(_Strict):
+    """Queue caps. A request refused by a cap fails at once with an HTTP-style reason and is counted."""
+
+    max_waiting_per_replica: int | None = Field(
+        None,
+        ge=0,
+        description="A replica refuses (HTTP 503) when this many requests already wait in it "
+        "(vLLM's optional max_num_queued_reqs); none = unbounded, vLLM's default.",
+    )
+    max_fleet_waiting: int | None = Field(
+        None,
+        ge=0,
+        description="The router refuses (HTTP 429) when this many requests wait fleet-wide, replica queues "
+        "and its own hold queue together; none = unbounded.",
+    )
+
+
+class RetrySpec(_Strict):
+    """What the router does with requests that a failed replica drops. A retry starts the request over on
+    another replica (prompt prefilled again, output generated again); its TTFT, TPOT and E2E still count from
+    the original arrival. Back-off is Envoy's: attempt k waits uniform(0, min(max, base x (2^k - 1)))."""
+
+    budget: int = Field(
+        1, ge=0, description="Retries per request; 1 is Envoy's default num_retries (route retry_policy)."
+    )
+    backoff_base_s: float = Field(0.025, ge=0, description="Envoy's default retry base_interval, 25 ms.")
+    backoff_max_s: float = Field(0.25, ge=0, description="Envoy's default max_interval, 10 x base_interval.")
+    eject_after_refusals: int | None = Field(
+        5,
+        ge=1,
+        description="The router stops sending to a replica after this many refused connections in a row "
+        "(Envoy outlier detection's consecutive-failure default, 5); none = only the health check "
+        "(faults.detection_s) takes a crashed replica out of routing.",
+    )
+    avoid_previous_replica: bool = Field(
+        True,
+        description="A retry never goes back to the replica that dropped it (Envoy's previous_hosts retry "
+        "predicate); off = the routing policy may pick it again.",
+    )
+
+
+# ---- autoscaler -------------------------------------------------------------------------------------------
+
+
+class AutoscalerSpec(_Strict):
+    """Scales the replica count on a metric, HPA-style: every interval_s, recommendation =
+    ceil(fleet total of the metric (averaged over metric_window_s) / target), kept unchanged when within
+    `tolerance` of the current count; for `ttft`, ceil(ready x observed / target). Scale-up takes the
+    lowest recommendation of the last scale_up_stabilization_s, scale-down the highest of the last
+    scale_down_stabilization_s, then min/max, cooldowns and the per-interval scale-up limit apply. Replicas
+    present at t=0 are ready; every added one goes through the full cold start (see startup)."""
+
+    policy: Literal["target_inflight", "queue_length", "kv_usage", "ttft"] = Field(
+        ...,
+        description="target_inflight: waiting + running per replica (Knative/KServe concurrency target); "
+        "queue_length: waiting requests per replica (HPA on vllm:num_requests_waiting); kv_usage: KV-cache "
+        "use per replica, 0-1 (HPA on vllm:kv_cache_usage_perc); ttft: observed TTFT quantile, ms.",
+    )
+    target: float = Field(..., gt=0, description="Per-replica target of the metric (ms for ttft).")
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(..., ge=1)
+    interval_s: float = Field(
+        15.0, gt=0, description="Decision interval; 15 s is the HPA controller's default sync period."
+    )
+    metric_window_s: float = Field(
+        60.0, gt=0, description="Metric averaging window; 60 s is Knative's default stable window."
+    )
+    sample_s: float = Field(1.0, gt=0, description="How often the metric is sampled inside the window.")
+    tolerance: float = Field(
+        0.1, ge=0, description="No change while |metric/target - 1| <= tolerance (HPA default 0.1)."
+    )
+    scale_up_stabilization_s: float = Field(0.0, ge=0, description="HPA default for scale-up: 0 s.")
+    scale_down_stabilization_s: float = Field(300.0, ge=0, description="HPA default for scale-down: 300 s.")
+    scale_up_cooldown_s: float = Field(0.0, ge=0, description="No scale-up sooner than this after one.")
+    scale_down_cooldown_s: float = Field(0.0, ge=0, description="No scale-down sooner than this after one.")
+    max_scale_up_step: int | None = Field(
+        None,
+        ge=1,
+        description="Most replicas added per decision; default is HPA's rule, max(double, +4) per period.",
+    )
+    ttft_quantile: float = Field(0.9, gt=0, lt=1, description="Quantile of TTFT the ttft policy watches.")
+    drain_on_scale_down: bool = Field(
+        True, description="Removed replicas finish their requests first; off = their requests are retried."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalerSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        if self.policy == "kv_usage" and self.target > 1:
+            raise ValueError("kv_usage target is a fraction of the KV cache, 0-1")
+        return self
+
+
+# ---- faults -------------------------------------------------------------------------------------------------
+
+
+class FailureProcess(_Strict):
+    """Time to failure of one unit. Weibull with shape k has scale mtbf / Gamma(1 + 1/k), so mtbf_h stays
+    the mean; k = 1 is exponential, k < 1 infant mortality, k > 1 wear-out."""
+
+    distribution: Literal["exponential", "weibull"] = "exponential"
+    mtbf_h: float = Field(..., gt=0, description="Mean time between failures of one unit, hours.")
+    weibull_shape: float = Field(1.0, gt=0, description="Weibull k (distribution: weibull).")
+
+    @model_validator(mode="after")
+    def _shape(self) -> FailureProcess:
+        if self.distribution == "exponential" and self.weibull_shape != 1.0:
+            raise ValueError("weibull_shape applies to distribution 'weibull'")
+        return self
+
+
+class NoticeProcess(_Strict):
+    """Events announced ahead (spot/preemptible reclaim, TPU maintenance), Poisson in time per host. At the
+    notice the host's replicas stop taking requests and replacements start; at its end they stop and what is
+    still running is retried."""
+
+    mean_interval_h: float = Field(..., gt=0, description="Mean time between events on one host, hours.")
+    notice_s: float = Field(..., ge=0, description="Warning before the host goes away.")
+
+
+class InjectedFault(_Strict):
+    """A fault at a chosen time, for what-ifs: `crash` (no warning) or `notice` (warning of notice_s)."""
+
+    at_s: float = Field(..., ge=0)
+    kind: Literal["crash", "notice"] = "crash"
+    target: Literal["replica", "host"] = "replica"
+    index: int = Field(0, ge=0, description="Replica id, or host id (hosts numbered in placement order).")
+    notice_s: float = Field(30.0, ge=0, description="For kind notice: warning before the stop.")
+
+
+class FaultsSpec(_Strict):
+    """Random and scheduled failures. One chip failing takes down its whole TP group (the replica); a host
+    failing takes down every replica on it. A crashed replica is noticed after detection_s; until then the
+    router still sends it requests, which fail at once and are retried. Each lost replica is replaced at
+    detection (or at the notice) by a new one that goes through the full cold start."""
+
+    chip_failures: FailureProcess | None = Field(None, description="Per chip; a replica fails at its first.")
+    host_failures: FailureProcess | None = Field(None, description="Per host; all its replicas fail.")
+    preemption: NoticeProcess | None = Field(
+        None, description="Spot/preemptible reclaims per host (GCE gives spot VMs a 30 s notice)."
+    )
+    maintenance: NoticeProcess | None = Field(None, description="Host maintenance events per host.")
+    inject: list[InjectedFault] = Field(default_factory=list, description="Scheduled faults.")
+    detection_s: float = Field(
+        30.0,
+        ge=0,
+        description="Crash to detection; 30 s = Kubernetes probe defaults, periodSeconds 10 x failureThreshold 3.",
+    )
+    replace: bool = Field(True, description="Start a replacement for every lost replica.")
+
+
+# ---- Monte Carlo risk and variants ----------------------------------------------------------------------
+
+
+class ObjectiveSpec(_Strict):
+    """What a run must achieve; a run that misses it is a breach. Windowed attainment = good / arrived for
+    the requests that arrived in each window (failures count as not good)."""
+
+    window_s: float = Field(10.0, gt=0, description="Window of the attainment series.")
+    min_attainment: float = Field(0.9, gt=0, le=1, description="Target windowed SLO attainment.")
+    max_breach_s: float = Field(
+        30.0, ge=0, description="Breach when attainment stays below target longer than this (consecutive)."
+    )
+    max_failed_requests: int | None = Field(
+        0, ge=0, description="Breach when more requests than this fail; none = failures alone never breach."
+    )
+
+
+class MonteCarloSpec(_Strict):
+    """N independent runs (seeds drawn from the scenario seed) in parallel processes; distributions with
+    confidence intervals, and failover risk = P(a run breaches the objective)."""
+
+    runs: int = Field(1, ge=1, description="Independent runs; 1 = a single ordinary run.")
+    jobs: int | None = Field(None, ge=1, description="Parallel processes; default = CPU count.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the reported intervals.")
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec, description="What counts as a breach.")
+
+
+Variants = dict[str, dict[str, Any]]
+
+
+def check_variants(variants: Variants) -> Variants:
+    for name in variants:
+        if not name or any(c in name for c in "/\\ "):
+            raise ValueError(f"variant name {name!r} must be non-empty without spaces or slashes")
+    return variants
