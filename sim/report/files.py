@@ -16,6 +16,7 @@ import numpy as np
 
 from sim import __version__
 from sim.metrics.itl import request_itl
+from sim.metrics.summary import good_mask
 from sim.run import SimulationResult
 from sim.scenario import ArrivalSpec
 
@@ -137,7 +138,7 @@ def fleet_block(result: SimulationResult) -> dict:
     log["chip_hours"] = chip_hours
     price = r.scenario.fleet.usd_per_chip_hour
     if price is not None:
-        good = int(result.summary["goodput_rps"] * result.summary["duration_s"] + 0.5)
+        good = int(good_mask(result.table, r.slo).sum())
         log["cost_usd"] = chip_hours * price
         log["usd_per_1k_good_requests"] = chip_hours * price / good * 1e3 if good else None
         log["price_source"] = f"scenario (fleet.usd_per_chip_hour = {price})"
