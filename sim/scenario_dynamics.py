@@ -170,6 +170,12 @@ class FaultsSpec(_Strict):
         description="Crash to detection; 30 s = Kubernetes probe defaults, periodSeconds 10 x failureThreshold 3.",
     )
     replace: bool = Field(True, description="Start a replacement for every lost replica.")
+    repair_s: float | None = Field(
+        None,
+        ge=0,
+        description="Repair time: a crashed unit's machine comes back after this long, and its replacement "
+        "waits for it instead of acquiring new capacity (no provisioning, no stock-out); none = new capacity.",
+    )
 
 
 # ---- Monte Carlo risk and variants ----------------------------------------------------------------------

@@ -227,3 +227,14 @@ def test_no_request_vanishes_under_random_faults(
     assert (table["attempts"] <= budget + 1).all()
     assert (table.loc[ok, "ttft_s"] >= 0).all() and (table["end_s"] >= table["arrival_s"]).all()
     assert math.isfinite(result.fleet_log["replica_seconds"])
+
+
+def test_with_a_repair_time_the_replacement_waits_for_the_repaired_machine(tmp_path):
+    rows = [(2.0, 16, 4)]
+    data = trace_scenario(write_trace(tmp_path / "t.csv", rows), step_s=1.0)
+    data["startup"] = STARTUP
+    data["faults"] = {"inject": [{"at_s": 1.0}], "detection_s": 0.5, "repair_s": 40.0}
+    result = simulate_dict(data)
+    cold = result.startup["cold"].total_s
+    # detection at 1.5 s, then repair (40 s) in place of provisioning (5 s), then the rest of the cold start
+    assert result.fleet_log["lives"][1]["ready_s"] == pytest.approx(1.5 + 40.0 + cold - 5.0)

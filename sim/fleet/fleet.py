@@ -124,6 +124,7 @@ class Fleet:
         self._avoid: dict[int, int] = {}  # req_id -> replica a pending retry must not go back to
         self._refusals: dict[int, int] = {}  # replica id -> refused connections since its crash
         self._crashed_unseen: set[int] = set()  # ready replicas that crashed, not detected yet
+        self._repairs_owed = 0  # crashed machines whose repair a replacement may wait for (faults.repair_s)
 
         self.requests: list[RequestState] = []
         self.num_ended = 0
@@ -294,7 +295,13 @@ class Fleet:
         host, new_host = self.hosts.place(marker)
         parts = dict(self.startup.components) if self.startup is not None else {}
         wait = sum(parts.values())
-        if new_host:
+        repair = self.faults.repair_s if self.faults is not None else None
+        if new_host and repair is not None and self._repairs_owed > 0:
+            # the machine lost to a crash, back from repair: it replaces provisioning (and any stock-out)
+            self._repairs_owed -= 1
+            self._start_host_faults(host)
+            wait += repair - parts.get("provision", 0.0)
+        elif new_host:
             self._start_host_faults(host)
             if self.stockout_p > 0:  # failed capacity requests before the one that succeeds
                 wait += int(self.stockout_rng.geometric(1.0 - self.stockout_p) - 1) * self.stockout_retry_s
@@ -374,6 +381,7 @@ class Fleet:
         self.events.append((self.env.now, "crash", f"replica {replica.replica_id}: {cause}"))
         if replica.state == ReplicaState.READY:
             self._crashed_unseen.add(replica.replica_id)
+        self._repairs_owed += 1
         for req in replica.kill():
             self._retry_or_fail(req)
         self._end_life(replica, cause)
