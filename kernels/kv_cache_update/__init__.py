@@ -1,0 +1,1 @@
+"""KV-cache update: kernel.py (Pallas TPU) beside reference.py (pure jnp)."""

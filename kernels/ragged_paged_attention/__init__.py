@@ -1,0 +1,1 @@
+"""Ragged paged attention: kernel.py (Pallas TPU) beside reference.py (pure jnp)."""
