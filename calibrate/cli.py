@@ -7,6 +7,7 @@ Methods (chosen by --host and what is installed, or named with --method):
   tpu-aot      real XLA:TPU compiles for --host tpu-* on a host without TPUs (needs libtpu)
   collectives  all-reduce sweep fitted to alpha-beta (gloo between processes on CPU, NCCL on GPUs)
   endpoint     (with --endpoint URL) black-box probes of a live OpenAI-compatible server
+  kernels      servesim's Pallas attention kernel vs its jnp reference on this host's TPU (refuses elsewhere)
 Each finished point is saved at once; --resume continues a killed run. Bad input exits 2 with one line.
 """
 
@@ -23,7 +24,7 @@ from sim import __version__, catalog
 from sim.errors import InputError
 
 EXIT_BAD_INPUT = 2
-METHODS = ("vllm", "torch", "jax", "tpu-aot", "collectives", "endpoint")
+METHODS = ("vllm", "torch", "jax", "tpu-aot", "collectives", "endpoint", "kernels")
 
 
 def _installed(name: str) -> bool:
@@ -248,6 +249,18 @@ def run(
                     point_timeout=point_timeout,
                     on_point=on_point,
                 )
+            elif method == "kernels":
+                from calibrate.kernels import measure_kernels
+
+                sections["kernels"] = measure_kernels(
+                    arch,
+                    hw,
+                    host=host,
+                    quick=quick,
+                    store=store,
+                    point_timeout=point_timeout,
+                    on_point=on_point,
+                )
             elif method == "collectives":
                 from calibrate.collectives import measure_allreduce
 
@@ -293,6 +306,36 @@ def print_profile(profile, path: Path, console: Console) -> None:
                 f"{s.cold_s:.2f}",
                 "-" if s.warm_s is None else f"{s.warm_s:.3f}",
                 "-" if s.estimated_step_s is None else f"{s.estimated_step_s * 1e3:.2f}",
+            )
+        console.print(table)
+    if profile.kernels:
+        k = profile.kernels
+        table = Table(
+            title=f"attention kernel vs reference, one layer ({k.provenance.device_kind}, measured)"
+        )
+        for col in (
+            "case",
+            "tokens",
+            "seqs",
+            "kv tokens",
+            "kernel us",
+            "reference us",
+            "speed-up",
+            "MBU",
+            "FLOP util",
+        ):
+            table.add_column(col, justify="right")
+        for x in k.samples:
+            table.add_row(
+                x.case,
+                str(x.num_tokens),
+                str(x.num_seqs),
+                str(x.kv_read_tokens),
+                f"{x.kernel_s * 1e6:.0f}",
+                f"{x.reference_s * 1e6:.0f}",
+                f"{x.reference_s / x.kernel_s:.2f}x",
+                f"{x.mbu:.1%}",
+                f"{x.flop_utilization:.1%}",
             )
         console.print(table)
     for col in profile.collectives:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import nnls
 
-from sim.profile import CollectiveSample, FitQuality, StepFit, StepSample
+from sim.profile import CollectiveSample, FitQuality, KernelFit, KernelSample, StepFit, StepSample
 
 FEATURES = ("num_tokens", "attention_pairs", "kv_read_tokens", "num_seqs")
 HOLDOUT_EVERY = 4
@@ -45,20 +45,23 @@ def split(n: int) -> tuple[np.ndarray, np.ndarray]:
     return ~test, test
 
 
-def fit_steps(samples: list[StepSample]) -> StepFit:
-    """Weighted by 1/time so that small steps (decode) matter as much as big ones (long prefill)."""
-    if len(samples) < len(FEATURES) + 1:
-        raise ValueError(f"need at least {len(FEATURES) + 1} step samples to fit, got {len(samples)}")
-    x = _design(samples)
-    y = np.array([s.seconds for s in samples])
-    train, test = split(len(samples))
+def nnls_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, FitQuality]:
+    """Non-negative least squares weighted by 1/time (small steps matter as much as big ones), columns
+    scaled for conditioning; quality measured on the held-out points."""
+    train, test = split(len(y))
     weights = 1.0 / y[train]
     scale = x[train].max(axis=0)
     scale[scale == 0] = 1.0
     coef, _ = nnls((x[train] / scale) * weights[:, None], y[train] * weights)
     coef = coef / scale
     evaluate = test if test.any() else train
-    quality = _quality(x[evaluate] @ coef, y[evaluate], int(train.sum()))
+    return coef, _quality(x[evaluate] @ coef, y[evaluate], int(train.sum()))
+
+
+def fit_steps(samples: list[StepSample]) -> StepFit:
+    if len(samples) < len(FEATURES) + 1:
+        raise ValueError(f"need at least {len(FEATURES) + 1} step samples to fit, got {len(samples)}")
+    coef, quality = nnls_fit(_design(samples), np.array([s.seconds for s in samples]))
     return StepFit(
         intercept_s=float(coef[0]),
         coefficients={f: float(c) for f, c in zip(FEATURES, coef[1:], strict=True)},
@@ -108,3 +111,21 @@ def fit_alpha_beta(samples: list[CollectiveSample], ranks: int) -> tuple[float, 
     alpha = a / hops
     bandwidth = hops / ranks / b / 1e9 if b > 0 else float("inf")
     return alpha, bandwidth, quality
+
+
+KERNEL_FEATURES = ("kv_read_tokens", "attention_pairs", "num_seqs")
+
+
+def fit_kernel(samples: list[KernelSample]) -> KernelFit:
+    """Per-layer attention time of a kernel: intercept + KV traffic + attention work + per-sequence cost."""
+    if len(samples) < len(KERNEL_FEATURES) + 1:
+        raise ValueError(
+            f"need at least {len(KERNEL_FEATURES) + 1} kernel samples to fit, got {len(samples)}"
+        )
+    x = np.asarray([[1.0, *(float(getattr(s, f)) for f in KERNEL_FEATURES)] for s in samples])
+    coef, quality = nnls_fit(x, np.array([s.kernel_s for s in samples]))
+    return KernelFit(
+        intercept_s=float(coef[0]),
+        coefficients={f: float(c) for f, c in zip(KERNEL_FEATURES, coef[1:], strict=True)},
+        quality=quality,
+    )

@@ -99,7 +99,14 @@ def ragged_paged_attention(
 
 
 def kv_cache_update(
-    k_new, v_new, k_pages, v_pages, slot_mapping, *, implementation: str | None = None, interpret: bool = False
+    k_new,
+    v_new,
+    k_pages,
+    v_pages,
+    slot_mapping,
+    *,
+    implementation: str | None = None,
+    interpret: bool = False,
 ):
     if chosen(implementation) == "pallas":
         if tpu_generation() is not None or interpret:

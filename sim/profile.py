@@ -140,6 +140,47 @@ class StartupMeasurement(_Strict):
     )
 
 
+class KernelSample(_Strict):
+    """One attention call of one layer on one chip, kernel vs its jnp reference."""
+
+    case: Literal["decode", "prefill", "mixed"]
+    num_tokens: int = Field(..., ge=1)
+    num_seqs: int = Field(..., ge=1)
+    attention_pairs: int = Field(..., ge=0, description="(query, key) pairs attended, causal.")
+    kv_read_tokens: int = Field(..., ge=0, description="KV tokens read over all sequences.")
+    kernel_s: float = Field(..., gt=0)
+    reference_s: float = Field(..., gt=0)
+    hbm_bytes: float = Field(..., ge=0, description="KV read + queries + outputs, bytes.")
+    flops: float = Field(..., ge=0, description="4 x pairs x q heads x head_dim.")
+    mbu: float = Field(..., ge=0, description="hbm_bytes / kernel_s / datasheet bandwidth.")
+    flop_utilization: float = Field(..., ge=0, description="flops / kernel_s / datasheet peak.")
+
+
+class KernelFit(_Strict):
+    """Per-layer attention seconds = intercept_s + sum(coefficient x feature), NNLS.
+    Features: kv_read_tokens, attention_pairs, num_seqs."""
+
+    intercept_s: float = Field(..., ge=0)
+    coefficients: dict[str, float]
+    quality: FitQuality
+
+
+class KernelSection(_Strict):
+    """Attention kernel timings (`calibrate --method kernels`), for `cost_model.attention: kernel`."""
+
+    provenance: Provenance
+    implementation: str = Field(..., description="Which kernel was timed.")
+    block_sizes: dict[str, int]
+    dtype: str
+    tensor_parallel_size: int = Field(1, ge=1, description="Heads per chip = model heads / this.")
+    num_q_heads: int = Field(..., ge=1, description="Query heads per chip.")
+    num_kv_heads: int = Field(..., ge=1, description="KV heads per chip.")
+    head_dim: int = Field(..., ge=1)
+    page_size: int = Field(..., ge=1)
+    samples: list[KernelSample]
+    fit: KernelFit
+
+
 class Profile(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     model: str = Field(..., description="Model catalog name the steps were measured for.")
@@ -153,6 +194,7 @@ class Profile(_Strict):
     startup: list[StartupMeasurement] = Field(
         default_factory=list, description="Measured launches, cold/warm."
     )
+    kernels: KernelSection | None = Field(None, description="Attention kernel timings (TPU).")
 
 
 def load_profile(path: str | Path, field: str = "profile") -> Profile:

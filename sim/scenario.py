@@ -379,6 +379,11 @@ class RooflineCost(_Strict):
     Left-out factors take the cited defaults in catalog/efficiency.yaml."""
 
     kind: Literal["roofline"] = "roofline"
+    attention: Literal["roofline", "kernel"] = Field(
+        "roofline",
+        description="kernel: price attention with the profile's measured kernel times (its kernels section) "
+        "instead of the roofline's attention FLOPs and KV reads.",
+    )
     memory_bandwidth_utilization: float | None = Field(None, gt=0, le=1)
     flops_utilization: float | None = Field(None, gt=0, le=1)
     step_overhead_s: float | None = Field(None, ge=0)

@@ -239,3 +239,95 @@ def test_kernels_lower_through_mosaic_for_real_tpus(generation, topology):
         *args, *new
     ).compile()
     jax.jit(lambda *a: kv_cache_update_kernel(*a)).lower(new[0], new[1], args[1], args[2], new[2]).compile()
+
+
+# ---- timing through calibrate, and the simulator's use of a kernels section ----------------------------
+
+
+def test_calibrate_kernels_refuses_to_time_interpret_mode():
+    from click.testing import CliRunner
+
+    from calibrate.cli import main
+
+    result = CliRunner().invoke(main, ["--host", "tpu-v6e", "--model", "llama-3.1-8b", "--method", "kernels"])
+    assert result.exit_code == 2
+    assert "needs a TPU backend" in result.output and "interpret mode" in result.output
+
+
+def test_kernel_shapes_come_from_the_simulated_traffic_mix():
+    from calibrate.kernels import AttentionCall, kernel_inputs, traffic_calls, traffic_scenario
+
+    assert AttentionCall("prefill", (3,), (5,)).attention_pairs == 3 + 4 + 5  # causal, hand-counted
+    calls = traffic_calls(traffic_scenario("llama-3.1-8b", "tpu-v6e", num_requests=120), per_case=3)
+    cases = {c.case for c in calls}
+    assert {"decode", "mixed"} <= cases
+    for c in calls:
+        assert all(kv >= q for q, kv in zip(c.q_lens, c.kv_lens, strict=True))
+        assert (c.case == "decode") == all(q == 1 for q in c.q_lens) or c.case == "mixed"
+    small = min(calls, key=lambda c: c.num_tokens * sum(c.kv_lens))
+    args = kernel_inputs(small, num_q_heads=4, num_kv_heads=1, head_dim=64, page_size=16, dtype=jnp.float32)
+    out = ragged_paged_attention_reference(*args)
+    assert out.shape == (small.num_tokens, 4, 64) and bool(jnp.isfinite(out).all())
+
+
+def test_a_kernels_section_replaces_the_roofline_attention_term(tmp_path):
+    from calibrate.environment import provenance
+    from sim.cost import build_cost_model
+    from sim.cost.base import StepBatch
+    from sim.loader import load_scenario_dict
+    from sim.profile import FitQuality, KernelFit, KernelSection, Profile, save_profile
+    from sim.resolve import resolve
+
+    # A hand-made section (test data, labelled estimated): 20 us + 1 ns per KV token per layer.
+    fit = KernelFit(
+        intercept_s=20e-6,
+        coefficients={"kv_read_tokens": 1e-9, "attention_pairs": 0.0, "num_seqs": 0.0},
+        quality=FitQuality(r2=1, max_rel_residual=0, p95_rel_residual=0, num_train=4, num_test=0),
+    )
+    section = KernelSection(
+        provenance=provenance("estimated", "test", "hand-made"),
+        implementation="test",
+        block_sizes={"block_q": 32, "pages_per_block": 8},
+        dtype="bfloat16",
+        num_q_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+        page_size=128,
+        samples=[],
+        fit=fit,
+    )
+    path = tmp_path / "p.json"
+    save_profile(
+        Profile(model="llama-3.1-8b", hardware="tpu-v6e", servesim_version="test", kernels=section), path
+    )
+    base = {
+        "name": "k",
+        "model": "llama-3.1-8b",
+        "hardware": "tpu-v6e",
+        "profile": str(path),
+        "engine": {"max_model_len": 8192},
+        "workload": {"lengths": {"kind": "fixed", "input_len": 8, "output_len": 8}, "arrivals": {"rate": 1}},
+        "num_requests": 1,
+    }
+    roof = build_cost_model(resolve(load_scenario_dict(base)))
+    kern = build_cost_model(
+        resolve(load_scenario_dict({**base, "cost_model": {"kind": "roofline", "attention": "kernel"}}))
+    )
+    batch = StepBatch(64, 64 * 2000, (), (), 64)  # 64 decodes over 2,000-token contexts
+    tokens, pairs, kv = batch.work()
+    c_roof, m_roof, _ = roof.components(batch, 0, 0)
+    c_kern, m_kern, _ = kern.components(batch, 0, 0)
+    attention = 32 * (20e-6 + 1e-9 * kv)  # 32 layers
+    assert c_kern == pytest.approx(c_roof - roof._attn_flops_per_pair * pairs / roof._flops_per_s + attention)
+    assert m_kern == pytest.approx(m_roof - roof._kv_bytes_per_token * kv / roof._bytes_per_s + attention)
+    assert "replaces the roofline's attention term" in kern.provenance["attention"]
+    from sim.errors import InputError
+
+    with pytest.raises(InputError, match="kernels section"):
+        build_cost_model(
+            resolve(
+                load_scenario_dict(
+                    {**base, "profile": None, "cost_model": {"kind": "roofline", "attention": "kernel"}}
+                )
+            )
+        )

@@ -88,6 +88,9 @@ def _build_roofline(resolved: ResolvedScenario, spec: RooflineCost):
         provenance["tp_link"] = (
             f"{link[0]} at {link[1]} GB/s per direction (datasheet: {resolved.hardware.source})"
         )
+    kernel = None
+    if spec.attention == "kernel":
+        kernel = _attention_kernel(resolved, provenance)
     return RooflineStepCost(
         resolved.model,
         resolved.hardware,
@@ -100,4 +103,37 @@ def _build_roofline(resolved: ResolvedScenario, spec: RooflineCost):
         step_overhead_s=_factor("step_overhead_s", spec.step_overhead_s, defaults, provenance),
         collective_hop_latency_s=float(hop["value"]),
         provenance=provenance,
+        attention_kernel=kernel,
     )
+
+
+def _attention_kernel(resolved: ResolvedScenario, provenance: dict):
+    """The profile's kernel section, for `cost_model.attention: kernel`."""
+    profile = resolved.profile
+    if profile is None or profile.kernels is None:
+        raise InputError(
+            "'kernel' prices attention with measured kernel times: the scenario needs a profile with a kernels "
+            "section (calibrate --method kernels on a TPU host)",
+            "cost_model.attention",
+        )
+    if profile.steps is not None:
+        raise InputError(
+            "this profile also holds measured engine steps, which already include attention; use "
+            "attention: roofline with it, or a profile without steps",
+            "cost_model.attention",
+        )
+    k = profile.kernels
+    arch = resolved.model
+    if k.head_dim != arch.head_dim or k.num_q_heads * k.tensor_parallel_size != arch.num_attention_heads:
+        raise InputError(
+            f"the profile's kernel was timed for {k.num_q_heads} q heads x {k.head_dim} per chip at TP"
+            f"{k.tensor_parallel_size}; the model has {arch.num_attention_heads} heads x {arch.head_dim}",
+            "cost_model.attention",
+        )
+    p, q = k.provenance, k.fit.quality
+    provenance["attention"] = (
+        f"{k.implementation} timed by calibrate ({p.tool}, {p.method}) on {p.device_kind}, {p.date}; "
+        f"{len(k.samples)} shapes, held-out R^2 {q.r2:.4f}, p95 error {q.p95_rel_residual:.1%}; replaces the "
+        "roofline's attention term"
+    )
+    return k

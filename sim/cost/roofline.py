@@ -8,6 +8,11 @@ Per step, per chip of the tensor-parallel group:
            + ring all-reduce time (TP > 1) + a fixed per-step host overhead.
 The utilisation factors default to published figures (catalog/efficiency.yaml says which are estimates).
 
+Measured attention (`cost_model.attention: kernel`): the profile's per-layer kernel fit replaces the
+attention FLOPs and the KV-read bytes; the kernel runs serially with the matmuls, so its time is added to both
+sides of the max (max(c + k, m + k) = max(c, m) + k). Heads per chip scale the kernel time when the
+scenario's TP differs from the one measured.
+
 MoE weight traffic: with E experts, top-k routing and T tokens in the step, a layer touches on average
 E x (1 - (1 - k/E)^T) distinct experts (each token picks k of E; uniform routing assumed), so a decode step
 of an MoE reads far fewer bytes than its total size but more than its active size once T grows.
@@ -44,7 +49,9 @@ class RooflineStepCost:
         step_overhead_s: float,
         collective_hop_latency_s: float,
         provenance: dict[str, str],
+        attention_kernel=None,
     ):
+        """attention_kernel: a profile's KernelSection, or None for the roofline's own attention term."""
         self.arch, self.hw, self.tp = arch, hw, tp
         self.provenance = provenance
         self.overhead_s = step_overhead_s
@@ -74,6 +81,15 @@ class RooflineStepCost:
         self.link_name = link[0] if link else None
         self._link_bytes_s = link[1] * 1e9 if link else 0.0
         self._hop_latency_s = collective_hop_latency_s
+        self._kernel = None
+        if attention_kernel is not None:
+            fit = attention_kernel.fit
+            c = fit.coefficients
+            heads = attention_kernel.tensor_parallel_size / tp  # per-chip heads relative to the measurement
+            self._kernel = tuple(
+                v * arch.num_layers * heads
+                for v in (fit.intercept_s, c["kv_read_tokens"], c["attention_pairs"], c["num_seqs"])
+            )
 
     def weight_bytes(self, num_tokens: int) -> float:
         if not self.arch.is_moe:
@@ -94,7 +110,12 @@ class RooflineStepCost:
         tokens, pairs, kv_read = batch.work()
         rows = tokens + padding_tokens
         compute_s, memory_s = self.time_from_features(
-            rows, pairs, kv_read, batch.num_sampled_seqs + padding_seqs, real_tokens=tokens
+            rows,
+            pairs,
+            kv_read,
+            batch.num_sampled_seqs + padding_seqs,
+            real_tokens=tokens,
+            num_seqs=batch.num_seqs,
         )
         comm_s = 0.0
         if self.tp > 1:
@@ -105,21 +126,28 @@ class RooflineStepCost:
         return compute_s, memory_s, comm_s
 
     def time_from_features(
-        self, rows: float, pairs: float, kv_read: float, sampled: float, real_tokens: float | None = None
+        self,
+        rows: float,
+        pairs: float,
+        kv_read: float,
+        sampled: float,
+        real_tokens: float | None = None,
+        num_seqs: float | None = None,
     ) -> tuple[float, float]:
         """(compute_s, memory_s) for a step given its summary features (rows = tokens incl. padding)."""
         real = rows if real_tokens is None else real_tokens
-        flops = (
-            self._linear_flops_per_token * rows
-            + self._lm_head_flops_per_row * sampled
-            + self._attn_flops_per_pair * pairs
-        )
+        flops = self._linear_flops_per_token * rows + self._lm_head_flops_per_row * sampled
         bytes_moved = (
-            self.weight_bytes(int(rows))
-            + self._kv_bytes_per_token * (kv_read + real)
-            + self._act_bytes_per_token * rows
+            self.weight_bytes(int(rows)) + self._kv_bytes_per_token * real + self._act_bytes_per_token * rows
         )
-        return flops / self._flops_per_s, bytes_moved / self._bytes_per_s
+        if self._kernel is None:
+            flops += self._attn_flops_per_pair * pairs
+            bytes_moved += self._kv_bytes_per_token * kv_read
+            return flops / self._flops_per_s, bytes_moved / self._bytes_per_s
+        seqs = sampled if num_seqs is None else num_seqs
+        k0, k_kv, k_pairs, k_seq = self._kernel
+        attention_s = (k0 + k_kv * kv_read + k_pairs * pairs + k_seq * seqs) if pairs or kv_read else 0.0
+        return flops / self._flops_per_s + attention_s, bytes_moved / self._bytes_per_s + attention_s
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)
