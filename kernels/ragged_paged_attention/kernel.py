@@ -71,17 +71,7 @@ def _kernel(
     v_new_ref,
     # outputs
     o_ref,  # VMEM block [rows, D] of o[h, w]
-    k_out,  # the caches, aliased to k_hbm / v_hbm
-    v_out,
-    # scratch
-    k_vmem,
-    v_vmem,
-    page_vmem,
-    m_ref,
-    l_ref,
-    acc_ref,
-    sems,
-    *,
+    *refs,  # fused update: the caches as outputs (aliased to k_hbm / v_hbm), then scratch; else scratch
     block_q: int,
     group: int,
     page_size: int,
@@ -92,6 +82,11 @@ def _kernel(
     soft_cap: float | None,
     fused_update: bool,
 ):
+    if fused_update:
+        k_out, v_out, *scratch = refs
+    else:
+        k_out, v_out, scratch = k_hbm, v_hbm, refs  # read-only: the caches are not outputs at all
+    k_vmem, v_vmem, page_vmem, m_ref, l_ref, acc_ref, sems = scratch
     h, w, kb = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     rows = block_q * group
     kv_block = pages_per_block * page_size
@@ -266,11 +261,8 @@ def ragged_paged_attention_kernel(
             new_spec,
             new_spec,
         ],
-        out_specs=[
-            pl.BlockSpec((None, None, rows, d), lambda h, w, kb, *_: (h, w, 0, 0)),
-            hbm,
-            hbm,
-        ],
+        out_specs=[pl.BlockSpec((None, None, rows, d), lambda h, w, kb, *_: (h, w, 0, 0))]
+        + ([hbm, hbm] if fused_update else []),
         scratch_shapes=[
             pltpu.VMEM((ppb * page_size, d), k_pages.dtype),
             pltpu.VMEM((ppb * page_size, d), v_pages.dtype),
@@ -281,16 +273,21 @@ def ragged_paged_attention_kernel(
             pltpu.SemaphoreType.DMA((5,)),
         ],
     )
-    out, k_pages, v_pages = pl.pallas_call(
+    outputs = pl.pallas_call(
         kernel,
         grid_spec=grid_spec,
-        out_shape=[
-            jax.ShapeDtypeStruct((hkv, max_work, rows, d), q.dtype),
-            jax.ShapeDtypeStruct(k_pages.shape, k_pages.dtype),
-            jax.ShapeDtypeStruct(v_pages.shape, v_pages.dtype),
-        ],
-        # inputs are numbered after the 7 scalar-prefetch operands: k_pages is 8, v_pages 9
-        input_output_aliases={8: 1, 9: 2},
+        out_shape=[jax.ShapeDtypeStruct((hkv, max_work, rows, d), q.dtype)]
+        + (
+            [
+                jax.ShapeDtypeStruct(k_pages.shape, k_pages.dtype),
+                jax.ShapeDtypeStruct(v_pages.shape, v_pages.dtype),
+            ]
+            if fused_update
+            else []
+        ),
+        # Only the fused write updates the caches, in place: inputs are numbered after the 7 scalar-prefetch
+        # operands (k_pages 8, v_pages 9). Donate them under jit, or XLA copies them to keep the inputs.
+        input_output_aliases={8: 1, 9: 2} if fused_update else {},
         compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary", "arbitrary")),
         interpret=pltpu.InterpretParams() if interpret else False,
         name="servesim_ragged_paged_attention",
@@ -308,6 +305,7 @@ def ragged_paged_attention_kernel(
         kn,
         vn,
     )
+    out = outputs[0]
     # Gather each token's rows back from its work item.
     tokens = jnp.arange(t)
     seq = jnp.clip(jnp.searchsorted(cu_q_lens, tokens, side="right") - 1, 0, shape.max_num_seqs - 1)
@@ -324,5 +322,5 @@ def ragged_paged_attention_kernel(
     in_use = (tokens < cu_q_lens[num_seqs[0]])[:, None, None, None]
     result = jnp.where(in_use, picked, 0).reshape(t, hq, d).astype(q.dtype)
     if fused_update:
-        return result, k_pages, v_pages
+        return result, outputs[1], outputs[2]
     return result
