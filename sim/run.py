@@ -88,8 +88,10 @@ def run_simulation(
     seed: int | None = None,
     progress: ProgressCallback | None = None,
     workload: Workload | None = None,
+    event_skipping: bool = True,
 ) -> SimulationResult:
-    """workload: simulate this exact trace instead of drawing one (validation replays one trace on both)."""
+    """workload: simulate this exact trace instead of drawing one (validation replays one trace on both).
+    event_skipping: False runs the reference path, one SimPy event per engine step (same results)."""
     started = time.perf_counter()
     sc = resolved.scenario
     seed = sc.seed if seed is None else seed
@@ -132,10 +134,14 @@ def run_simulation(
         seed=seed,
         api_overhead_s=getattr(base, "api_overhead_s", 0.0),
         startup=new_replica_start,
+        event_skipping=event_skipping,
     )
     autoscaler = Autoscaler(env, sc.autoscaler, fleet) if sc.autoscaler is not None else None
     horizon = float(workload.arrival_s[-1]) if workload.num_requests else 0.0
     sampler = StateSampler(env, fleet, choose_window_s(horizon, sc.metrics.window_s))
+    fleet.watchers.append(lambda: sampler.next_s)
+    if autoscaler is not None:
+        fleet.watchers.append(autoscaler.next_read_s)
 
     # Run in slices of simulated time so a progress bar can follow; the run ends when every request has.
     slice_s = max(horizon / 200.0, sampler.window_s)

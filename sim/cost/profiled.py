@@ -11,6 +11,8 @@ sampling, detokenising, streaming), so `engine_overhead_s` is added on top of su
 
 from __future__ import annotations
 
+from collections import deque
+
 from sim.cost.base import StepBatch, StepCost
 from sim.profile import Profile
 
@@ -36,6 +38,7 @@ class ProfiledStepCost:
             self.fit.max_num_seqs,
         )
         self.num_extrapolated_steps = 0
+        self._extrapolated: deque[bool] = deque(maxlen=8192)  # per priced step, newest last (for retract)
         # Per-request work outside engine steps (HTTP, tokenisation): the fleet delays each request by it.
         self.api_overhead_s = profile.api_overhead_s or 0.0
         q = self.fit.quality
@@ -75,6 +78,7 @@ class ProfiledStepCost:
         rows = tokens + padding_tokens
         seqs = batch.num_decode_seqs + len(batch.prefill_new_tokens) + padding_seqs
         scale = min(1.0, self._max_tokens / rows, self._max_seqs / seqs, self._max_kv / kv if kv else 1.0)
+        self._extrapolated.append(scale < 1.0)
         if scale >= 1.0:
             seconds = self._fit(rows, pairs, kv, seqs)
         else:
@@ -91,6 +95,11 @@ class ProfiledStepCost:
         if self.tp > 1:
             comm = self.roofline.components(batch, padding_tokens, padding_seqs)[2]
         return seconds, 0.0, comm
+
+    def retract(self, cost: StepCost) -> None:
+        """Undo the count of the last priced step (event skipping priced it and did not take it)."""
+        if self._extrapolated.pop():  # retracted newest first
+            self.num_extrapolated_steps -= 1
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)

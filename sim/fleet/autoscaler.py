@@ -36,9 +36,16 @@ class Autoscaler:
         self.last_up_s = -math.inf
         self.last_down_s = -math.inf
         self.decisions: list[dict] = []  # one row per decision, for the report
+        self.next_sample_s = self.next_decision_s = 0.0  # when it next reads the fleet
         if spec.policy != "ttft":
             env.process(self._sample())
         env.process(self._decide())
+
+    def next_read_s(self) -> float:
+        """When it next reads or changes the fleet (for event skipping)."""
+        if self.spec.policy == "ttft":
+            return self.next_decision_s
+        return min(self.next_sample_s, self.next_decision_s)
 
     # ---- metric -------------------------------------------------------------------------------------------
     def _ready(self):
@@ -58,6 +65,7 @@ class Autoscaler:
     def _sample(self):
         while True:
             self.samples.append((self.env.now, self.metric_total()))
+            self.next_sample_s = self.env.now + self.spec.sample_s
             yield self.env.timeout(self.spec.sample_s)
 
     def _windowed(self) -> float | None:
@@ -101,6 +109,7 @@ class Autoscaler:
     def _decide(self):
         spec, env, fleet = self.spec, self.env, self.fleet
         while True:
+            self.next_decision_s = env.now + spec.interval_s
             yield env.timeout(spec.interval_s)
             now = env.now
             current = fleet.target

@@ -14,6 +14,7 @@ seed, so adding faults never moves the arrivals or lengths.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,11 +74,15 @@ class Fleet:
         seed: int,
         api_overhead_s: float = 0.0,
         startup: StartupBreakdown | None = None,
+        event_skipping: bool = True,
     ):
         """make_cost_model(replica_id): one per replica (runtimes keep per-replica state such as compiled
         shapes). startup: a new replica's cold start with the scenario's cache state (None: instant).
         api_overhead_s: per-request server work outside engine steps (HTTP, tokenisation); a request reaches
-        the engine that long after the client sent it, and its latencies still count from the send."""
+        the engine that long after the client sent it, and its latencies still count from the send.
+        event_skipping: let replicas take runs of pure decode steps as one event (identical results; off
+        = the reference path, one event per step). Off whenever faults are configured: a fault can strike
+        at any time, so no replica is ever certainly left alone."""
         sc = resolved.scenario
         self.env = env
         self.workload = workload
@@ -121,6 +126,12 @@ class Fleet:
         self.watch_ttft = sc.autoscaler is not None and sc.autoscaler.policy == "ttft"
         self.events: list[tuple[float, str, str]] = []  # (time, what, detail): the fleet's log
         self.num_retries = 0
+        # Off with faults (a crash mid-run would find plans made ahead) and with a constant step time, whose
+        # arrivals and step ends coincide exactly, where event order decides what a plan sees.
+        self.event_skipping = event_skipping and sc.faults is None and make_cost_model(0).name != "constant"
+        self.next_dispatch_s = 0.0  # when the release process next routes a request (inf when done)
+        self.retries_pending = 0  # retries waiting out their back-off
+        self.watchers: list[Callable[[], float]] = []  # next read time of each sampler / autoscaler
         self._avoid: dict[int, int] = {}  # req_id -> replica a pending retry must not go back to
         self._refusals: dict[int, int] = {}  # replica id -> refused connections since its crash
         self._crashed_unseen: set[int] = set()  # ready replicas that crashed, not detected yet
@@ -165,7 +176,9 @@ class Fleet:
         delay = self.api_overhead_s
         for i, t in enumerate(arrival):
             if t + delay > env.now:
-                yield env.timeout(t + delay - env.now)
+                wait = t + delay - env.now
+                self.next_dispatch_s = env.now + wait  # the float SimPy will give the event
+                yield env.timeout(wait)
             # vLLM caps the output at max_model_len - prompt and rejects prompts that leave no room (HTTP 400).
             req = RequestState(i, t, prompt[i], min(output[i], max_len - prompt[i]))
             self.requests.append(req)
@@ -173,6 +186,7 @@ class Fleet:
                 self._fail(req, TOO_LONG, end_s=t)
                 continue
             self._dispatch(req)
+        self.next_dispatch_s = math.inf
 
     def _dispatch(self, req: RequestState) -> None:
         env = self.env
@@ -242,7 +256,22 @@ class Fleet:
         attempt = req.num_attempts - 1
         ceiling = min(self.retry.backoff_max_s, self.retry.backoff_base_s * (2**attempt - 1))
         delay = float(self.backoff_rng.uniform(0.0, ceiling)) if ceiling > 0 else 0.0
-        self.env.timeout(delay).callbacks.append(lambda _, req=req: self._dispatch(req))
+        self.retries_pending += 1
+        self.env.timeout(delay).callbacks.append(lambda _, req=req: self._redispatch(req))
+
+    def _redispatch(self, req: RequestState) -> None:
+        self.retries_pending -= 1
+        self._dispatch(req)
+
+    def quiet_until(self) -> float:
+        """The earliest time anything outside a replica reads it as a whole: a sampler or an autoscaler.
+        (A request routed to a replica truncates its run instead; see sim/replica/replica.py.)"""
+        t = math.inf
+        for watcher in self.watchers:
+            w = watcher()
+            if w < t:
+                t = w
+        return t
 
     def _fail(self, req: RequestState, reason: str, end_s: float | None = None) -> None:
         req.status = Status.FAILED
@@ -271,6 +300,7 @@ class Fleet:
             on_finished=self._on_finished,
             on_idle=self._on_stopped,
             on_first_token=self._on_first_token if self.watch_ttft else None,
+            quiet_until=self.quiet_until if self.event_skipping else None,
         )
         replica.host = host
         host.members.discard(marker)
@@ -307,7 +337,7 @@ class Fleet:
                 wait += int(self.stockout_rng.geometric(1.0 - self.stockout_p) - 1) * self.stockout_retry_s
         else:
             wait -= parts.get("provision", 0.0)
-        launch = Launch(launch_id, host, env.now, env.now + wait)
+        launch = Launch(launch_id, host, env.now, env.now + wait)  # the float SimPy gives the timeout
         self.launches.append(launch)
         self.launch_lives[launch_id] = ReplicaLife(env.now)
         self.events.append(

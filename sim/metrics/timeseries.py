@@ -38,10 +38,12 @@ class StateSampler:
         self.desired: list[int] = []
         self.ready: list[int] = []
         self.starting: list[int] = []
+        self.next_s = window_s  # when the next sample is taken
         env.process(self._run())
 
     def _run(self):
         while True:
+            self.next_s = self.env.now + self.window_s
             yield self.env.timeout(self.window_s)
             self.sample()
 

@@ -4,6 +4,15 @@ Each step: drop requests whose client gave up, ask the scheduler for a plan, pri
 model, wait that long in simulated time, then apply the result. A token streams out at the end of the step
 that produced it.
 
+Event skipping: when the next steps are pure decode steps (nothing prefilling or waiting, nobody finishing,
+KV blocks to spare) and no reader looks at this replica before they end -- the fleet's quiet_until(): no
+sampler or autoscaler reading, and no client of this replica gives up -- the replica prices them one by
+one, makes their plans (KV blocks), waits once to the exact end time of the last and applies them together.
+A request routed here in the meantime *truncates* the run: the steps that had not started when it arrived
+are taken back (blocks freed, pricing retracted) and the run ends after the step in flight, exactly where
+the one-event-per-step path would first see the request. The results are identical to the reference path
+(tests compare them request by request); only the number of SimPy events changes.
+
 A replica's life: READY (routable) -> DRAINING (finishes what it holds, takes nothing new) -> STOPPED, or
 -> CRASHED at any time (``kill``): the step in flight is lost and the fleet gets back every request the
 replica held, to retry or fail.
@@ -12,14 +21,50 @@ replica held, to retry or fail.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from enum import IntEnum
 
 import simpy
 
-from sim.cost.base import StepCostModel
+from sim.cost.base import StepCost, StepCostModel
 from sim.replica.request import RequestState, Status
 from sim.replica.scheduler import Scheduler, SchedulerConfig
+
+MAX_RUN_STEPS = 4096  # longest pure decode run priced at once (bounds the look-ahead work)
+TRUNCATE = "truncate run"
+
+
+def _exact_delay(now: float, end: float) -> float:
+    """The delay SimPy turns into exactly `end` (it computes now + delay): the end time the steps reached
+    one by one, so every later event happens at bit-identical times to the one-event-per-step path."""
+    delay = end - now
+    while now + delay < end:
+        delay = math.nextafter(delay, math.inf)
+    while now + delay > end:
+        delay = math.nextafter(delay, -math.inf)
+    return delay
+
+
+class DecodeRun:
+    """A run of pure decode steps in flight: when it started, each step's cost and end, each step's KV
+    blocks (made at the run's start, as the plans would have been made at each step's start)."""
+
+    __slots__ = ("start", "steps", "needs")
+
+    def __init__(self, start: float):
+        self.start = start
+        self.steps: list[tuple[StepCost, float]] = []
+        self.needs: list[int] = []
+
+    def num_started_before(self, t: float) -> int:
+        """Steps whose start time is before t (the first always counts: it started when the run did)."""
+        m = 1
+        for _, end in self.steps[:-1]:
+            if end >= t:
+                break
+            m += 1
+        return m
 
 
 class ReplicaState(IntEnum):
@@ -71,9 +116,11 @@ class Replica:
         on_finished: Callable[[list[RequestState]], None],
         on_idle: Callable[[Replica], None] | None = None,
         on_first_token: Callable[[RequestState], None] | None = None,
+        quiet_until: Callable[[], float] | None = None,
     ):
         """on_idle: called when a DRAINING replica has nothing left; on_first_token: called as each request
-        gets its first token (for autoscalers that watch TTFT)."""
+        gets its first token (for autoscalers that watch TTFT); quiet_until: the time before which nothing
+        outside reads or changes this replica (None: no event skipping, one event per step)."""
         self.env = env
         self.replica_id = replica_id
         self.scheduler = Scheduler(config)
@@ -82,6 +129,8 @@ class Replica:
         self.on_finished = on_finished
         self.on_idle = on_idle
         self.on_first_token = on_first_token
+        self.quiet_until = quiet_until
+        self._run_in_flight: DecodeRun | None = None
         self.state = ReplicaState.READY
         self.host = None  # the Host it runs on (fleet placement), if any
         self.step_end_s: list[float] = []  # end time of step k, k = the scheduler's step counter
@@ -97,7 +146,11 @@ class Replica:
     @property
     def kv_usage(self) -> float:
         kv = self.scheduler.kv
-        return kv.num_used_blocks / kv.num_blocks if kv.num_blocks else 0.0
+        used = kv.num_used_blocks
+        run = self._run_in_flight
+        if run is not None:  # blocks of steps that have not started yet were not planned yet
+            used -= sum(run.needs[run.num_started_before(self.env.now) :])
+        return used / kv.num_blocks if kv.num_blocks else 0.0
 
     @property
     def is_up(self) -> bool:
@@ -134,7 +187,25 @@ class Replica:
         req.replica_id = self.replica_id
         self.scheduler.add_request(req)
         heapq.heappush(self._deadlines, (req.arrival_s + self.request_timeout_s, req.req_id, req))
+        if self._run_in_flight is not None:
+            self._truncate_run(self.env.now)
         self._poke()
+
+    def _truncate_run(self, now: float) -> None:
+        """A request arrived mid-run: take back the steps that had not started (the reference path plans the
+        next step only after the one in flight, and that plan sees the request)."""
+        run = self._run_in_flight
+        keep = run.num_started_before(now)
+        if keep == len(run.steps):
+            return
+        retract = getattr(self.cost_model, "retract", None)
+        for cost, _ in reversed(run.steps[keep:]):
+            if retract is not None:
+                retract(cost)
+        self.scheduler.kv.free(sum(run.needs[keep:]))
+        del run.steps[keep:]
+        del run.needs[keep:]
+        self.process.interrupt(TRUNCATE)
 
     def _expire(self, now: float) -> None:
         """Abort requests whose client timed out; only between steps, so no plan is in flight."""
@@ -147,6 +218,58 @@ class Replica:
                 aborted.append(req)
         if aborted:
             self.on_finished(aborted)
+
+    def _decode_run(self, max_steps: int):
+        """Up to max_steps pure decode steps as one SimPy event (see the module docstring)."""
+        env, sched, stats = self.env, self.scheduler, self.stats
+        step_cost = self.cost_model.step_cost
+        bound = self.quiet_until()
+        if self._deadlines and self._deadlines[0][0] < bound:
+            bound = self._deadlines[0][0]
+        start = t = env.now
+        run = DecodeRun(start)
+        taken = run.steps
+        for j in range(max_steps):
+            if j and t >= bound:
+                break
+            cost = step_cost(sched.decode_batch(j))
+            end = t + cost.seconds
+            if j and end >= bound:  # the first step is taken whatever happens after it starts
+                retract = getattr(self.cost_model, "retract", None)
+                if retract is not None:
+                    retract(cost)
+                break
+            taken.append((cost, end))
+            t = end
+        run.needs = sched.allocate_decode_run(len(taken))
+        used = sched.kv.num_used_blocks
+        if used > stats.peak_kv_blocks:
+            stats.peak_kv_blocks = used
+        self._run_in_flight = run
+        try:
+            yield env.timeout(_exact_delay(start, t))
+        except simpy.Interrupt as interrupt:
+            if interrupt.cause != TRUNCATE:
+                raise
+            yield env.timeout(_exact_delay(env.now, taken[-1][1]))  # the end of the step in flight
+        self._run_in_flight = None
+        n = sched.num_decode
+        for cost, end in taken:
+            self.step_end_s.append(end)
+            stats.num_steps += 1
+            stats.busy_s += cost.seconds
+            stats.num_tokens += n
+            stats.compute_s += cost.compute_s
+            stats.memory_s += cost.memory_s
+            stats.communication_s += cost.communication_s
+            stats.overhead_s += cost.overhead_s
+            stats.padding_tokens += cost.padding_tokens
+            if cost.compile_stall_s:
+                stats.compile_stalls += 1
+                stats.compile_stall_s += cost.compile_stall_s
+            if cost.compute_s > cost.memory_s:
+                stats.compute_bound_steps += 1
+        sched.commit_decode_run(len(taken))
 
     def _run(self):
         try:
@@ -171,6 +294,11 @@ class Replica:
                 yield self._wake
                 self._wake = None
                 continue
+            if self.quiet_until is not None:
+                run = sched.decode_run_length(MAX_RUN_STEPS)
+                if run >= 2:
+                    yield from self._decode_run(run)
+                    continue
             plan = sched.schedule()
             batch = plan.batch
             if batch.num_decode_seqs == 0 and not batch.prefill_new_tokens:

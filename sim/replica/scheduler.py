@@ -267,6 +267,46 @@ class Scheduler:
         req.end_s = end_s
         self._close_segment(req, step)
 
+    # ---- runs of pure decode steps (event skipping) ----------------------------------------------------
+    def decode_run_length(self, limit: int) -> int:
+        """How many of the next steps (at most limit) are certainly pure decode steps that schedule() would
+        plan without preempting or admitting anything and in which no request finishes: nothing prefilling,
+        nothing waiting, no finish before the run ends, and enough free KV blocks for every block boundary
+        the run crosses. 0 when the next step is not such a step."""
+        if self.prefilling or self.num_waiting or not self.num_decode:
+            return 0
+        step = self.step_index
+        next_finish = min(self._finishing, default=step + limit)  # stale keys only shorten the run
+        k_max = min(limit, next_finish - step)
+        free = self.kv.num_free_blocks
+        phases, bs = self._phase_counts, self.block_size
+        need = 0
+        for j in range(k_max):
+            need += phases[(-(step + j)) % bs]
+            if need > free:
+                return j
+        return k_max
+
+    def decode_batch(self, j: int) -> StepBatch:
+        """The batch of the j-th step of a pure decode run starting at step_index (what schedule() builds)."""
+        n = self.num_decode
+        return StepBatch(n, self.decode_computed_sum + j * n + n, (), (), n)
+
+    def allocate_decode_run(self, k: int) -> list[int]:
+        """Take the KV blocks schedule() would take over k pure decode steps (a run's plans, made at its
+        start); returns each step's blocks, so that a truncated run can give back the ones not started."""
+        step, bs, phases = self.step_index, self.block_size, self._phase_counts
+        needs = [phases[(-(step + j)) % bs] for j in range(k)]
+        self._take_blocks(sum(needs))
+        return needs
+
+    def commit_decode_run(self, k: int) -> None:
+        """Apply k pure decode steps as update_from_step would (nobody finishes inside a run)."""
+        n = self.num_decode
+        self.num_computed_tokens_total += k * n
+        self.decode_computed_sum += k * n
+        self.step_index += k
+
     # ---- aborts (client timeouts) --------------------------------------------------------------------
     def abort(self, req: RequestState, reason: str, now_s: float) -> None:
         """Drop a request the client gave up on, freeing what it holds (vLLM aborts on disconnect)."""

@@ -9,6 +9,8 @@ that lengthens with the number of ranks. One factor per step: contention within 
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 _BLOCK = 4096  # factors drawn at once, to keep per-step cost O(1)
@@ -18,6 +20,7 @@ class StragglerJitter:
     def __init__(self, sigma: float, ranks: int, rng: np.random.Generator):
         self.sigma, self.ranks, self.rng = sigma, ranks, rng
         self._factors: list[float] = []
+        self._recent: deque[float] = deque(maxlen=2 * _BLOCK)  # drawn factors, newest last (for give_back)
 
     def factor(self) -> float:
         if self.sigma == 0 or self.ranks <= 1:
@@ -25,4 +28,12 @@ class StragglerJitter:
         if not self._factors:
             draws = self.rng.lognormal(0.0, self.sigma, size=(_BLOCK, self.ranks)).max(axis=1)
             self._factors = draws.tolist()[::-1]
-        return self._factors.pop()
+        value = self._factors.pop()
+        self._recent.append(value)
+        return value
+
+    def give_back(self) -> None:
+        """Undo the most recent factor() not given back yet (steps priced but not taken are given back
+        newest first): the next factor() returns it again, so the stream is as if it was never drawn."""
+        if self.sigma != 0 and self.ranks > 1:
+            self._factors.append(self._recent.pop())

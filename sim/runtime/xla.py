@@ -57,6 +57,16 @@ class XlaRuntime:
             stall += self.small_s * (2 + SAMPLE_VARIANTS)  # logits, logprobs and the sampler variants
         return stall
 
+    def retract(self, cost: StepCost) -> None:
+        """Undo the side effects of pricing a step that will not be taken (event skipping looks ahead)."""
+        if cost.compile_stall_s:
+            raise AssertionError("a step that compiled a shape cannot be retracted")
+        if cost.communication_s:
+            self.jitter.give_back()
+        retract = getattr(self.base, "retract", None)
+        if retract is not None:
+            retract(cost)
+
     def step_cost(self, batch: StepBatch) -> StepCost:
         n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)
         seqs = batch.num_decode_seqs + len(batch.prefill_new_tokens)

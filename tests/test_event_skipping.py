@@ -1,0 +1,98 @@
+"""Speed must never change an answer: every scenario here runs through the fast path (runs of pure decode
+steps as one event, truncated when a request arrives) and the reference path (one SimPy event per engine
+step), and must give *identical* results -- tolerance zero: every request's times, the step end times of
+every replica, the time series and the summary, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.loader import load_scenario_dict
+from sim.resolve import resolve
+from sim.run import run_simulation
+from tests.helpers import scenario_dict
+
+SHAREGPT = {"lengths": {"kind": "sharegpt_like", "max_prompt_len": 2048}}
+CASES = {
+    "single replica, fixed lengths": scenario_dict(
+        workload={
+            "lengths": {"kind": "fixed", "input_len": 512, "output_len": 256},
+            "arrivals": {"rate": 10},
+        },
+        num_requests=1500,
+    ),
+    "fleet, least outstanding, bursty": scenario_dict(
+        fleet={"replicas": 4, "router": "least_outstanding"},
+        workload={**SHAREGPT, "arrivals": {"process": "gamma", "rate": 40, "burstiness": 0.5}},
+        num_requests=2000,
+    ),
+    "fleet, least KV (reads KV use mid-run)": scenario_dict(
+        fleet={"replicas": 3, "router": "least_kv"},
+        workload={**SHAREGPT, "arrivals": {"rate": 30}},
+        num_requests=1500,
+    ),
+    "TP2 with straggler jitter": scenario_dict(
+        fleet={"tensor_parallel_size": 2, "collective_jitter_sigma": 0.4},
+        workload={**SHAREGPT, "arrivals": {"rate": 12}},
+        num_requests=1000,
+    ),
+    "XLA, compile on miss": scenario_dict(
+        hardware="tpu-v6e",
+        engine={"max_model_len": 4096, "xla": {"precompile": False}},
+        workload={**SHAREGPT, "arrivals": {"rate": 4}},
+        num_requests=600,
+    ),
+    "autoscaled spike (samplers read mid-run)": scenario_dict(
+        fleet={"replicas": 1, "router": "least_outstanding"},
+        workload={
+            **SHAREGPT,
+            "arrivals": {"rate": 10, "spikes": [{"start_s": 20, "duration_s": 30, "multiplier": 4}]},
+        },
+        autoscaler={
+            "policy": "kv_usage",
+            "target": 0.02,
+            "max_replicas": 4,
+            "interval_s": 5,
+            "metric_window_s": 5,
+        },
+        startup={"provision_s": 0, "container_start_s": 5, "storage_bandwidth_gbs": 100},
+        num_requests=1500,
+    ),
+    "KV pressure and preemption": scenario_dict(
+        engine={"max_model_len": 4096, "num_gpu_blocks_override": 600},
+        workload={**SHAREGPT, "arrivals": {"rate": 20}},
+        num_requests=800,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_fast_path_equals_reference_path(name):
+    resolved = resolve(load_scenario_dict(CASES[name]))
+    fast = run_simulation(resolved, event_skipping=True)
+    reference = run_simulation(resolved, event_skipping=False)
+    pd.testing.assert_frame_equal(fast.table, reference.table, check_exact=True)
+    pd.testing.assert_frame_equal(fast.timeseries, reference.timeseries, check_exact=True)
+    assert len(fast.step_end_s) == len(reference.step_end_s)
+    for a, b in zip(fast.step_end_s, reference.step_end_s, strict=True):
+        assert np.array_equal(a, b)
+    assert fast.summary == reference.summary
+    assert fast.num_steps == reference.num_steps
+    if name == "KV pressure and preemption":
+        assert fast.table["num_preemptions"].sum() > 0  # the case exercises what it says
+
+
+@pytest.mark.parametrize("path", ["scenarios/cpu_tiny_llama.yaml", "scenarios/flash_spike.yaml"])
+def test_shipped_scenarios_fast_equals_reference(path):
+    """A measured profile's fitted step times (cpu_tiny_llama) and the autoscaled headline."""
+    from pathlib import Path
+
+    from sim.loader import load_scenario
+
+    resolved = resolve(load_scenario(Path(path), ["variants={}", "duration_s=200"]))
+    fast = run_simulation(resolved, event_skipping=True)
+    reference = run_simulation(resolved, event_skipping=False)
+    pd.testing.assert_frame_equal(fast.table, reference.table, check_exact=True)
+    pd.testing.assert_frame_equal(fast.timeseries, reference.timeseries, check_exact=True)
