@@ -1,9 +1,17 @@
 """Simulator speed: simulated requests per wall second, engine steps per second, peak RSS.
 
     python benchmarks/run.py [NAME ...]        # all benchmarks, or the named ones
+    SERVESIM_EVENT_SKIPPING=0 python benchmarks/run.py ...   # the reference path, for comparison
 
-Each benchmark runs in a fresh subprocess so its peak RSS is its own. Prints a table and writes
-benchmarks/out/results.json. Figures are recorded in docs/performance.md with the machine they ran on.
+  single_replica_10k / _100k  llama-3.1-8b on h100, fixed 512 -> 256, Poisson 10 req/s (the Vidur setup)
+  fleet8_100k                 8 replicas, ShareGPT-like lengths, 80 req/s
+  fleet64_1m                  64 replicas, ShareGPT-like lengths, 640 req/s, 1M requests
+  flash_spike_mc              scenarios/flash_spike.yaml (3 variants) x 100 Monte Carlo runs on 2 processes
+  xla_buckets                 8 TPU v6e replicas, bucket padding, precompile skipped (compile-on-miss path)
+
+Each benchmark runs in a fresh subprocess so its peak RSS is its own (for flash_spike_mc: the parent's;
+its workers are separate processes). Prints a table and writes benchmarks/out/results.json. Figures are
+recorded in docs/performance.md with the machine they ran on.
 """
 
 from __future__ import annotations
@@ -33,11 +41,56 @@ FLEET8 = {
     "workload": {"lengths": {"kind": "sharegpt_like"}, "arrivals": {"rate": 80}},
 }
 
+FLEET64 = {
+    "name": "bench_fleet64",
+    "model": "llama-3.1-8b",
+    "hardware": "h100",
+    "fleet": {"replicas": 64, "router": "least_outstanding"},
+    "workload": {"lengths": {"kind": "sharegpt_like"}, "arrivals": {"rate": 640}},
+    "metrics": {"window_s": 10},
+}
+XLA = {
+    "name": "bench_xla_buckets",
+    "model": "llama-3.1-8b",
+    "hardware": "tpu-v6e",
+    "profile": str(ROOT / "profiles" / "tpu-v6e-llama-3.1-8b.json"),
+    "engine": {"max_model_len": 4096, "xla": {"precompile": False, "bucket_padding_gap": 64}},
+    "fleet": {"replicas": 8, "router": "least_outstanding"},
+    "workload": {
+        "lengths": {"kind": "sharegpt_like", "max_prompt_len": 2048},
+        "arrivals": {"process": "gamma", "rate": 80, "burstiness": 0.5},
+    },
+}
+
 BENCHMARKS = {
     "single_replica_10k": (SINGLE, 10_000),
     "single_replica_100k": (SINGLE, 100_000),
     "fleet8_100k": (FLEET8, 100_000),
+    "fleet64_1m": (FLEET64, 1_000_000),
+    "flash_spike_mc": ("scenarios/flash_spike.yaml", 100),
+    "xla_buckets": (XLA, 100_000),
 }
+
+
+def run_monte_carlo(path: str, runs: int) -> dict:
+    from sim.risk.study import run_study
+
+    started = time.perf_counter()
+    study = run_study(ROOT / path, runs=runs, jobs=2)
+    wall = time.perf_counter() - started
+    requests = int(sum(d.series.arrived.sum() for d in study.digests))
+    return {
+        "name": "flash_spike_mc",
+        "requests": requests,
+        "wall_s": wall,
+        "req_per_s": requests / wall,
+        "engine_steps": None,
+        "steps_per_s": None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "simulated_s": None,
+        "completed": None,
+        "runs": len(study.digests),
+    }
 
 
 def run_one(name: str) -> dict:
@@ -47,6 +100,8 @@ def run_one(name: str) -> dict:
     from sim.run import run_simulation
 
     data, n = BENCHMARKS[name]
+    if isinstance(data, str):
+        return run_monte_carlo(data, n)
     resolved = resolve(load_scenario_dict({**data, "num_requests": n}))
     started = time.perf_counter()
     result = run_simulation(resolved)
@@ -89,10 +144,10 @@ def main(names: list[str]) -> None:
             f"{r['requests']:,}",
             f"{r['wall_s']:.1f}",
             f"{r['req_per_s']:,.0f}",
-            f"{r['engine_steps']:,}",
-            f"{r['steps_per_s']:,.0f}",
+            "-" if r["engine_steps"] is None else f"{r['engine_steps']:,}",
+            "-" if r["steps_per_s"] is None else f"{r['steps_per_s']:,.0f}",
             f"{r['peak_rss_mb']:.0f}",
-            f"{r['simulated_s']:,.0f}",
+            "-" if r["simulated_s"] is None else f"{r['simulated_s']:,.0f}",
         )
     Console(width=140).print(table)
     out_dir = ROOT / "benchmarks" / "out"

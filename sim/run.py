@@ -7,6 +7,7 @@ only and never written into results.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,10 +89,13 @@ def run_simulation(
     seed: int | None = None,
     progress: ProgressCallback | None = None,
     workload: Workload | None = None,
-    event_skipping: bool = True,
+    event_skipping: bool | None = None,
 ) -> SimulationResult:
     """workload: simulate this exact trace instead of drawing one (validation replays one trace on both).
-    event_skipping: False runs the reference path, one SimPy event per engine step (same results)."""
+    event_skipping: False runs the reference path, one SimPy event per engine step (same results); default
+    on, unless the environment sets SERVESIM_EVENT_SKIPPING=0."""
+    if event_skipping is None:
+        event_skipping = os.environ.get("SERVESIM_EVENT_SKIPPING", "1") != "0"
     started = time.perf_counter()
     sc = resolved.scenario
     seed = sc.seed if seed is None else seed
@@ -152,7 +156,7 @@ def run_simulation(
     sampler.finish()
 
     requests = fleet.requests
-    step_end_s = [np.asarray(r.step_end_s) for r in fleet.replicas]
+    step_end_s = [np.frombuffer(r.step_end_s, dtype=np.float64) for r in fleet.replicas]
     table = request_table(requests, sc.workload.request_timeout_s, workload.output_tokens)
     ok = table["success"].to_numpy()
     itl_values, itl_counts = pooled_itl((r for r, s in zip(requests, ok, strict=True) if s), step_end_s)

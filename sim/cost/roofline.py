@@ -20,6 +20,8 @@ of an MoE reads far fewer bytes than its total size but more than its active siz
 
 from __future__ import annotations
 
+import numpy as np
+
 from sim.architecture import ModelArchitecture
 from sim.cost.base import StepBatch, StepCost
 from sim.cost.collectives import ring_allreduce_s
@@ -148,6 +150,31 @@ class RooflineStepCost:
         k0, k_kv, k_pairs, k_seq = self._kernel
         attention_s = (k0 + k_kv * kv_read + k_pairs * pairs + k_seq * seqs) if pairs or kv_read else 0.0
         return flops / self._flops_per_s + attention_s, bytes_moved / self._bytes_per_s + attention_s
+
+    def decode_run_components(self, n: int, padding_tokens: int, padding_seqs: int, contexts: np.ndarray):
+        """components() of a run of pure decode steps of n sequences whose decode contexts are `contexts`
+        (one per step), vectorised with the scalar path's operations in the scalar path's order, so every
+        element is bit-identical to components() of that step. Returns (compute[], memory[], comm)."""
+        rows = n + padding_tokens
+        flops = self._linear_flops_per_token * rows + self._lm_head_flops_per_row * (n + padding_seqs)
+        bytes_moved = (
+            self.weight_bytes(int(rows)) + self._kv_bytes_per_token * n + self._act_bytes_per_token * rows
+        )
+        if self._kernel is None:
+            compute = (flops + self._attn_flops_per_pair * contexts) / self._flops_per_s
+            memory = (bytes_moved + self._kv_bytes_per_token * contexts) / self._bytes_per_s
+        else:
+            k0, k_kv, k_pairs, k_seq = self._kernel
+            attention = k0 + k_kv * contexts + k_pairs * contexts + k_seq * n
+            compute = flops / self._flops_per_s + attention
+            memory = bytes_moved / self._bytes_per_s + attention
+        comm = 0.0
+        if self.tp > 1:
+            per_allreduce = ring_allreduce_s(
+                rows * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
+            )
+            comm = self._allreduces_per_step * per_allreduce
+        return compute, memory, comm
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)

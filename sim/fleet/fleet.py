@@ -266,7 +266,9 @@ class Fleet:
     def quiet_until(self) -> float:
         """The earliest time anything outside a replica reads it as a whole: a sampler or an autoscaler.
         (A request routed to a replica truncates its run instead; see sim/replica/replica.py.)"""
-        t = math.inf
+        # With one routable replica every request goes to it: stop runs at the next routing rather than
+        # price steps a truncation would take back.
+        t = self.next_dispatch_s if len(self.routable) <= 1 else math.inf
         for watcher in self.watchers:
             w = watcher()
             if w < t:

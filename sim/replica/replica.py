@@ -22,17 +22,21 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable
 from enum import IntEnum
 
+import numpy as np
 import simpy
 
 from sim.cost.base import StepCost, StepCostModel
 from sim.replica.request import RequestState, Status
 from sim.replica.scheduler import Scheduler, SchedulerConfig
 
-MAX_RUN_STEPS = 4096  # longest pure decode run priced at once (bounds the look-ahead work)
+MAX_RUN_STEPS = 256  # longest pure decode run priced at once (bounds the look-ahead work)
 TRUNCATE = "truncate run"
+VECTOR_MIN_STEPS = 32  # below this, numpy's per-call overhead costs more than pricing step by step
 
 
 def _exact_delay(now: float, end: float) -> float:
@@ -47,24 +51,76 @@ def _exact_delay(now: float, end: float) -> float:
 
 
 class DecodeRun:
-    """A run of pure decode steps in flight: when it started, each step's cost and end, each step's KV
-    blocks (made at the run's start, as the plans would have been made at each step's start)."""
+    """A run of pure decode steps in flight: when it started, and per step its end time, its cost parts and
+    its KV blocks (made at the run's start, as the plans would have been made at each step's start)."""
 
-    __slots__ = ("start", "steps", "needs")
+    __slots__ = (
+        "start",
+        "ends",
+        "seconds",
+        "compute",
+        "memory",
+        "comm",
+        "overhead",
+        "stall",
+        "padding",
+        "needs",
+    )
 
     def __init__(self, start: float):
         self.start = start
-        self.steps: list[tuple[StepCost, float]] = []
+        self.ends: list[float] = []
+        self.seconds: list[float] = []
+        self.compute: list[float] = []
+        self.memory: list[float] = []
+        self.comm: list[float] = []
+        self.overhead: list[float] = []
+        self.stall: list[float] = []
+        self.padding: list[int] = []
         self.needs: list[int] = []
 
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def add(self, cost: StepCost, end: float) -> None:
+        self.ends.append(end)
+        self.seconds.append(cost.seconds)
+        self.compute.append(cost.compute_s)
+        self.memory.append(cost.memory_s)
+        self.comm.append(cost.communication_s)
+        self.overhead.append(cost.overhead_s)
+        self.stall.append(cost.compile_stall_s)
+        self.padding.append(cost.padding_tokens)
+
+    def cost(self, j: int) -> StepCost:
+        return StepCost(
+            self.seconds[j],
+            self.compute[j],
+            self.memory[j],
+            self.comm[j],
+            self.overhead[j],
+            self.stall[j],
+            self.padding[j],
+        )
+
+    def keep(self, k: int) -> None:
+        for column in (
+            self.ends,
+            self.seconds,
+            self.compute,
+            self.memory,
+            self.comm,
+            self.overhead,
+            self.stall,
+            self.padding,
+            self.needs,
+        ):
+            del column[k:]
+
     def num_started_before(self, t: float) -> int:
-        """Steps whose start time is before t (the first always counts: it started when the run did)."""
-        m = 1
-        for _, end in self.steps[:-1]:
-            if end >= t:
-                break
-            m += 1
-        return m
+        """Steps whose start time is before t (the first always counts: it started when the run did);
+        step j > 0 starts when step j - 1 ends."""
+        return 1 + bisect_left(self.ends, t, 0, len(self.ends) - 1)
 
 
 class ReplicaState(IntEnum):
@@ -131,9 +187,12 @@ class Replica:
         self.on_first_token = on_first_token
         self.quiet_until = quiet_until
         self._run_in_flight: DecodeRun | None = None
+        self._lookahead = 8  # steps priced ahead: follows twice the recent kept run length (see _decode_run)
         self.state = ReplicaState.READY
         self.host = None  # the Host it runs on (fleet placement), if any
-        self.step_end_s: list[float] = []  # end time of step k, k = the scheduler's step counter
+        # End time of step k (k = the scheduler's step counter), as packed doubles: 8 bytes a step instead
+        # of a list slot plus a float object (~32 bytes); a million-request fleet takes 15M steps.
+        self.step_end_s = array("d")
         self.stats = ReplicaStats()
         self._deadlines: list[tuple[float, int, RequestState]] = []
         self._wake: simpy.Event | None = None
@@ -196,15 +255,14 @@ class Replica:
         next step only after the one in flight, and that plan sees the request)."""
         run = self._run_in_flight
         keep = run.num_started_before(now)
-        if keep == len(run.steps):
+        if keep == len(run):
             return
         retract = getattr(self.cost_model, "retract", None)
-        for cost, _ in reversed(run.steps[keep:]):
-            if retract is not None:
-                retract(cost)
+        if retract is not None:
+            for j in reversed(range(keep, len(run))):  # newest first, as the pricing drew them
+                retract(run.cost(j))
         self.scheduler.kv.free(sum(run.needs[keep:]))
-        del run.steps[keep:]
-        del run.needs[keep:]
+        run.keep(keep)
         self.process.interrupt(TRUNCATE)
 
     def _expire(self, now: float) -> None:
@@ -219,16 +277,39 @@ class Replica:
         if aborted:
             self.on_finished(aborted)
 
-    def _decode_run(self, max_steps: int):
-        """Up to max_steps pure decode steps as one SimPy event (see the module docstring)."""
-        env, sched, stats = self.env, self.scheduler, self.stats
+    def _price_run(self, run: DecodeRun, max_steps: int, bound: float) -> None:
+        """Price up to max_steps decode steps from run.start, keeping those that end before bound (the first
+        always). Vectorised when the cost model can price a whole run (bit-identical arithmetic), else step
+        by step; a step priced and not kept is retracted, so the cost model is left as if never asked."""
+        sched = self.scheduler
+        vector = getattr(self.cost_model, "decode_run_costs", None) if max_steps >= VECTOR_MIN_STEPS else None
+        if vector is not None:
+            n = sched.num_decode
+            contexts = sched.decode_computed_sum + n * np.arange(1, max_steps + 1, dtype=np.int64)
+            costs = vector(n, contexts)
+            if costs is not None:
+                seconds, compute, memory, comm, overhead, stall, padding = costs
+                ends = np.cumsum(np.concatenate(([run.start], seconds)))[1:]  # sequential, as events add
+                k = max(1, int(np.searchsorted(ends, bound, side="left")))
+                run.ends = ends[:k].tolist()
+                run.seconds = seconds[:k].tolist()
+                run.compute = compute[:k].tolist()
+                run.memory = memory[:k].tolist()
+                run.comm = comm[:k].tolist()
+                run.overhead = overhead[:k].tolist()
+                run.stall = stall[:k].tolist()
+                run.padding = [padding] * k
+                if k < max_steps:
+                    retract = self.cost_model.retract
+                    for j in reversed(range(k, max_steps)):
+                        retract(
+                            StepCost(
+                                seconds[j], compute[j], memory[j], comm[j], overhead[j], stall[j], padding
+                            )
+                        )
+                return
         step_cost = self.cost_model.step_cost
-        bound = self.quiet_until()
-        if self._deadlines and self._deadlines[0][0] < bound:
-            bound = self._deadlines[0][0]
-        start = t = env.now
-        run = DecodeRun(start)
-        taken = run.steps
+        t = run.start
         for j in range(max_steps):
             if j and t >= bound:
                 break
@@ -239,37 +320,55 @@ class Replica:
                 if retract is not None:
                     retract(cost)
                 break
-            taken.append((cost, end))
+            run.add(cost, end)
             t = end
-        run.needs = sched.allocate_decode_run(len(taken))
+
+    def _decode_run(self, max_steps: int):
+        """Up to max_steps pure decode steps as one SimPy event (see the module docstring)."""
+        env, sched, stats = self.env, self.scheduler, self.stats
+        bound = self.quiet_until()
+        if self._deadlines and self._deadlines[0][0] < bound:
+            bound = self._deadlines[0][0]
+        run = DecodeRun(env.now)
+        self._price_run(run, max_steps, bound)
+        run.needs = sched.allocate_decode_run(len(run))
         used = sched.kv.num_used_blocks
         if used > stats.peak_kv_blocks:
             stats.peak_kv_blocks = used
         self._run_in_flight = run
         try:
-            yield env.timeout(_exact_delay(start, t))
+            yield env.timeout(_exact_delay(run.start, run.ends[-1]))
         except simpy.Interrupt as interrupt:
             if interrupt.cause != TRUNCATE:
                 raise
-            yield env.timeout(_exact_delay(env.now, taken[-1][1]))  # the end of the step in flight
+            yield env.timeout(_exact_delay(env.now, run.ends[-1]))  # the end of the step in flight
         self._run_in_flight = None
-        n = sched.num_decode
-        for cost, end in taken:
-            self.step_end_s.append(end)
-            stats.num_steps += 1
-            stats.busy_s += cost.seconds
-            stats.num_tokens += n
-            stats.compute_s += cost.compute_s
-            stats.memory_s += cost.memory_s
-            stats.communication_s += cost.communication_s
-            stats.overhead_s += cost.overhead_s
-            stats.padding_tokens += cost.padding_tokens
-            if cost.compile_stall_s:
+        k = len(run)
+        # Price about twice what recent runs kept: long runs when nothing interrupts, little waste when
+        # requests keep truncating them.
+        self._lookahead = min(MAX_RUN_STEPS, max(4, (self._lookahead + 2 * k) // 2))
+        self.step_end_s.extend(run.ends)
+        stats.num_steps += k
+        stats.num_tokens += k * sched.num_decode
+        # Float totals add step by step, in order, exactly as the one-event-per-step path adds them.
+        for name, column in (
+            ("busy_s", run.seconds),
+            ("compute_s", run.compute),
+            ("memory_s", run.memory),
+            ("communication_s", run.comm),
+            ("overhead_s", run.overhead),
+        ):
+            total = getattr(stats, name)
+            for x in column:
+                total += x
+            setattr(stats, name, total)
+        stats.padding_tokens += sum(run.padding)
+        for x in run.stall:
+            if x:
                 stats.compile_stalls += 1
-                stats.compile_stall_s += cost.compile_stall_s
-            if cost.compute_s > cost.memory_s:
-                stats.compute_bound_steps += 1
-        sched.commit_decode_run(len(taken))
+                stats.compile_stall_s += x
+        stats.compute_bound_steps += sum(1 for c, m in zip(run.compute, run.memory, strict=True) if c > m)
+        sched.commit_decode_run(k)
 
     def _run(self):
         try:
@@ -295,7 +394,7 @@ class Replica:
                 self._wake = None
                 continue
             if self.quiet_until is not None:
-                run = sched.decode_run_length(MAX_RUN_STEPS)
+                run = sched.decode_run_length(self._lookahead)
                 if run >= 2:
                     yield from self._decode_run(run)
                     continue

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from sim.cost.base import StepBatch, StepCost
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
@@ -43,6 +45,24 @@ class CudaRuntime:
         retract = getattr(self.base, "retract", None)
         if retract is not None:
             retract(cost)
+
+    def decode_run_costs(self, n: int, contexts: np.ndarray):
+        """step_cost() of a run of uniform decode steps, vectorised (bit-identical per step); None when the
+        base model cannot price runs. Returns (seconds, compute, memory, comm, overhead, stall, padding)."""
+        run_components = getattr(self.base, "decode_run_components", None)
+        if run_components is None:
+            return None
+        overhead = self.base.overhead_s
+        if n > self.max_capture:
+            pad = 0
+            overhead += self.eager_overhead_s
+        else:
+            pad = pad_to(self.capture_sizes, n) - n
+        compute, memory, comm = run_components(n, pad, pad, contexts)
+        k = len(contexts)
+        comm_s = comm * np.asarray(self.jitter.factors(k)) if comm else np.zeros(k)
+        seconds = np.where(compute > memory, compute, memory) + comm_s + overhead
+        return seconds, compute, memory, comm_s, np.full(k, overhead), np.zeros(k), pad
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)

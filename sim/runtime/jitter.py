@@ -37,3 +37,7 @@ class StragglerJitter:
         newest first): the next factor() returns it again, so the stream is as if it was never drawn."""
         if self.sigma != 0 and self.ranks > 1:
             self._factors.append(self._recent.pop())
+
+    def factors(self, k: int) -> list[float]:
+        """k successive factor() values (a run of steps priced together)."""
+        return [self.factor() for _ in range(k)]

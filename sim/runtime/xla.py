@@ -9,6 +9,8 @@ the whole replica stalls for that compile, then the shape stays compiled.
 
 from __future__ import annotations
 
+import numpy as np
+
 from sim.cost.base import StepBatch, StepCost
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
@@ -66,6 +68,34 @@ class XlaRuntime:
         retract = getattr(self.base, "retract", None)
         if retract is not None:
             retract(cost)
+
+    def decode_run_costs(self, n: int, contexts: np.ndarray):
+        """step_cost() of a run of decode steps of n sequences, vectorised (bit-identical per step). All steps
+        share one shape: the first prices (and compiles) it the scalar way, the rest cannot miss."""
+        run_components = getattr(self.base, "decode_run_components", None)
+        if run_components is None:
+            return None
+        first = self.step_cost(StepBatch(n, int(contexts[0]), (), (), n))
+        t = pad_to(self.token_buckets, n)
+        r = pad_to(self.request_buckets, n)
+        compute, memory, comm = run_components(n, t - n, r - n, contexts[1:])
+        k = len(contexts) - 1
+        comm_s = comm * np.asarray(self.jitter.factors(k)) if comm else np.zeros(k)
+        overhead = self.base.overhead_s
+        seconds = np.where(compute > memory, compute, memory) + comm_s + overhead + 0.0
+
+        def joined(head, tail):
+            return np.concatenate(([head], tail))
+
+        return (
+            joined(first.seconds, seconds),
+            joined(first.compute_s, compute),
+            joined(first.memory_s, memory),
+            joined(first.communication_s, comm_s),
+            joined(first.overhead_s, np.full(k, overhead)),
+            joined(first.compile_stall_s, np.zeros(k)),
+            t - n,
+        )
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)
