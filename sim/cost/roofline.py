@@ -160,14 +160,29 @@ class RooflineStepCost:
         bytes_moved = (
             self.weight_bytes(int(rows)) + self._kv_bytes_per_token * n + self._act_bytes_per_token * rows
         )
-        if self._kernel is None:
-            compute = (flops + self._attn_flops_per_pair * contexts) / self._flops_per_s
-            memory = (bytes_moved + self._kv_bytes_per_token * contexts) / self._bytes_per_s
+        fps, bps, per_pair, per_kv = (
+            self._flops_per_s,
+            self._bytes_per_s,
+            self._attn_flops_per_pair,
+            self._kv_bytes_per_token,
+        )
+        if isinstance(contexts, list):  # short runs: plain floats beat numpy's per-call overhead
+            if self._kernel is None:
+                compute = [(flops + per_pair * c) / fps for c in contexts]
+                memory = [(bytes_moved + per_kv * c) / bps for c in contexts]
+            else:
+                k0, k_kv, k_pairs, k_seq = self._kernel
+                attention = [k0 + k_kv * c + k_pairs * c + k_seq * n for c in contexts]
+                compute = [flops / fps + a for a in attention]
+                memory = [bytes_moved / bps + a for a in attention]
+        elif self._kernel is None:
+            compute = (flops + per_pair * contexts) / fps
+            memory = (bytes_moved + per_kv * contexts) / bps
         else:
             k0, k_kv, k_pairs, k_seq = self._kernel
             attention = k0 + k_kv * contexts + k_pairs * contexts + k_seq * n
-            compute = flops / self._flops_per_s + attention
-            memory = bytes_moved / self._bytes_per_s + attention
+            compute = flops / fps + attention
+            memory = bytes_moved / bps + attention
         comm = 0.0
         if self.tp > 1:
             per_allreduce = ring_allreduce_s(

@@ -36,6 +36,7 @@ from sim.replica.scheduler import Scheduler, SchedulerConfig
 
 MAX_RUN_STEPS = 256  # longest pure decode run priced at once (bounds the look-ahead work)
 TRUNCATE = "truncate run"
+MIN_RUN_LOOKAHEAD = 4  # below this, a run's bookkeeping costs more than the events it saves
 VECTOR_MIN_STEPS = 32  # below this, numpy's per-call overhead costs more than pricing step by step
 
 
@@ -279,34 +280,43 @@ class Replica:
 
     def _price_run(self, run: DecodeRun, max_steps: int, bound: float) -> None:
         """Price up to max_steps decode steps from run.start, keeping those that end before bound (the first
-        always). Vectorised when the cost model can price a whole run (bit-identical arithmetic), else step
-        by step; a step priced and not kept is retracted, so the cost model is left as if never asked."""
+        always); a step priced and not kept is retracted, so the cost model is left as if never asked.
+        Cost models that price whole runs do it with the scalar path's arithmetic in its order (plain floats
+        for short runs, numpy for long ones), so every number is bit-identical; others go step by step."""
         sched = self.scheduler
-        vector = getattr(self.cost_model, "decode_run_costs", None) if max_steps >= VECTOR_MIN_STEPS else None
-        if vector is not None:
-            n = sched.num_decode
-            contexts = sched.decode_computed_sum + n * np.arange(1, max_steps + 1, dtype=np.int64)
-            costs = vector(n, contexts)
+        price_run = getattr(self.cost_model, "decode_run_costs", None)
+        if price_run is not None:
+            n, base = sched.num_decode, sched.decode_computed_sum
+            if max_steps >= VECTOR_MIN_STEPS:
+                contexts = base + n * np.arange(1, max_steps + 1, dtype=np.int64)
+            else:
+                contexts = [base + n * (j + 1) for j in range(max_steps)]
+            costs = price_run(n, contexts)
             if costs is not None:
                 seconds, compute, memory, comm, overhead, stall, padding = costs
-                ends = np.cumsum(np.concatenate(([run.start], seconds)))[1:]  # sequential, as events add
-                k = max(1, int(np.searchsorted(ends, bound, side="left")))
-                run.ends = ends[:k].tolist()
-                run.seconds = seconds[:k].tolist()
-                run.compute = compute[:k].tolist()
-                run.memory = memory[:k].tolist()
-                run.comm = comm[:k].tolist()
-                run.overhead = overhead[:k].tolist()
-                run.stall = stall[:k].tolist()
+                if isinstance(seconds, list):
+                    ends, t = [], run.start
+                    for x in seconds:  # sequential, as SimPy adds each step's delay
+                        t += x
+                        if ends and t >= bound:
+                            break
+                        ends.append(t)
+                    k = len(ends)
+                else:
+                    all_ends = np.cumsum(np.concatenate(([run.start], seconds)))[1:]  # sequential
+                    k = max(1, int(np.searchsorted(all_ends, bound, side="left")))
+                    ends = all_ends[:k].tolist()
+                    seconds, compute, memory = seconds.tolist(), compute.tolist(), memory.tolist()
+                    comm, overhead, stall = comm.tolist(), overhead.tolist(), stall.tolist()
+                run.ends = ends
+                run.seconds, run.compute, run.memory = seconds[:k], compute[:k], memory[:k]
+                run.comm, run.overhead, run.stall = comm[:k], overhead[:k], stall[:k]
                 run.padding = [padding] * k
-                if k < max_steps:
-                    retract = self.cost_model.retract
-                    for j in reversed(range(k, max_steps)):
-                        retract(
-                            StepCost(
-                                seconds[j], compute[j], memory[j], comm[j], overhead[j], stall[j], padding
-                            )
-                        )
+                retract = self.cost_model.retract
+                for j in reversed(range(k, max_steps)):
+                    retract(
+                        StepCost(seconds[j], compute[j], memory[j], comm[j], overhead[j], stall[j], padding)
+                    )
                 return
         step_cost = self.cost_model.step_cost
         t = run.start
@@ -346,7 +356,7 @@ class Replica:
         k = len(run)
         # Price about twice what recent runs kept: long runs when nothing interrupts, little waste when
         # requests keep truncating them.
-        self._lookahead = min(MAX_RUN_STEPS, max(4, (self._lookahead + 2 * k) // 2))
+        self._lookahead = min(MAX_RUN_STEPS, (self._lookahead + 2 * k) // 2)
         self.step_end_s.extend(run.ends)
         stats.num_steps += k
         stats.num_tokens += k * sched.num_decode
@@ -394,10 +404,13 @@ class Replica:
                 self._wake = None
                 continue
             if self.quiet_until is not None:
-                run = sched.decode_run_length(self._lookahead)
-                if run >= 2:
-                    yield from self._decode_run(run)
-                    continue
+                if self._lookahead >= MIN_RUN_LOOKAHEAD:
+                    run = sched.decode_run_length(self._lookahead)
+                    if run >= 2:
+                        yield from self._decode_run(run)
+                        continue
+                else:
+                    self._lookahead += 1  # runs kept being cut short: step normally a while, then try again
             plan = sched.schedule()
             batch = plan.batch
             if batch.num_decode_seqs == 0 and not batch.prefill_new_tokens:

@@ -60,6 +60,12 @@ class CudaRuntime:
             pad = pad_to(self.capture_sizes, n) - n
         compute, memory, comm = run_components(n, pad, pad, contexts)
         k = len(contexts)
+        if isinstance(contexts, list):
+            comm_s = [comm * f for f in self.jitter.factors(k)] if comm else [0.0] * k
+            seconds = [
+                (c if c > m else m) + x + overhead for c, m, x in zip(compute, memory, comm_s, strict=True)
+            ]
+            return seconds, compute, memory, comm_s, [overhead] * k, [0.0] * k, pad
         comm_s = comm * np.asarray(self.jitter.factors(k)) if comm else np.zeros(k)
         seconds = np.where(compute > memory, compute, memory) + comm_s + overhead
         return seconds, compute, memory, comm_s, np.full(k, overhead), np.zeros(k), pad

@@ -80,8 +80,23 @@ class XlaRuntime:
         r = pad_to(self.request_buckets, n)
         compute, memory, comm = run_components(n, t - n, r - n, contexts[1:])
         k = len(contexts) - 1
-        comm_s = comm * np.asarray(self.jitter.factors(k)) if comm else np.zeros(k)
         overhead = self.base.overhead_s
+        if isinstance(contexts, list):
+            comm_s = [comm * f for f in self.jitter.factors(k)] if comm else [0.0] * k
+            seconds = [
+                (c if c > m else m) + x + overhead + 0.0
+                for c, m, x in zip(compute, memory, comm_s, strict=True)
+            ]
+            return (
+                [first.seconds, *seconds],
+                [first.compute_s, *compute],
+                [first.memory_s, *memory],
+                [first.communication_s, *comm_s],
+                [first.overhead_s] + [overhead] * k,
+                [first.compile_stall_s] + [0.0] * k,
+                t - n,
+            )
+        comm_s = comm * np.asarray(self.jitter.factors(k)) if comm else np.zeros(k)
         seconds = np.where(compute > memory, compute, memory) + comm_s + overhead + 0.0
 
         def joined(head, tail):
