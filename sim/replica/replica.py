@@ -232,6 +232,7 @@ class Replica:
         sched = self.scheduler
         held = list(sched.running.values()) + [r for r in sched.waiting if r.status == Status.WAITING]
         self._deadlines.clear()
+        self._run_in_flight = None  # its plans died with it
         # A dead server holds nothing: its connections are closed, so a load balancer counting active
         # requests sees zero here until the crash is detected.
         self.scheduler = Scheduler(sched.config)
