@@ -100,7 +100,7 @@ def test_shipped_scenarios_fast_equals_reference(path):
 
 def test_scale_down_without_drain_kills_a_replica_mid_run():
     """Removing replicas at once (their requests retried) interrupts runs in flight: same results."""
-    data = CASES["autoscaled spike (samplers read mid-run)"] | {}
+    data = dict(CASES["autoscaled spike (samplers read mid-run)"])
     data = {
         **data,
         "num_requests": 3000,  # long enough for the fleet to shrink after the spike
