@@ -238,3 +238,36 @@ def test_with_a_repair_time_the_replacement_waits_for_the_repaired_machine(tmp_p
     cold = result.startup["cold"].total_s
     # detection at 1.5 s, then repair (40 s) in place of provisioning (5 s), then the rest of the cold start
     assert result.fleet_log["lives"][1]["ready_s"] == pytest.approx(1.5 + 40.0 + cold - 5.0)
+
+
+def test_outstanding_counter_matches_the_scheduler_whenever_the_router_reads_it(tmp_path, monkeypatch):
+    """Routers read a per-replica counter; it must equal waiting + running in the scheduler every time,
+    through timeouts, preemption, crashes and retries."""
+    from sim.fleet import router
+
+    original = router.LeastOutstandingRouter.choose
+    checked = []
+
+    def checking(self, replicas, session):
+        for r in replicas:
+            if r.is_up:
+                assert r.outstanding == r.scheduler.num_waiting + r.scheduler.num_running
+        checked.append(len(replicas))
+        return original(self, replicas, session)
+
+    monkeypatch.setattr(router.LeastOutstandingRouter, "choose", checking)
+    rng = np.random.default_rng(3)
+    rows = sorted(
+        (float(t), int(p), 60)
+        for t, p in zip(rng.uniform(0, 30, 2000), rng.integers(1, 400, 2000), strict=True)
+    )
+    data = trace_scenario(write_trace(tmp_path / "t.csv", rows), step_s=0.05)
+    data["cost_model"] = {"kind": "roofline"}
+    data["engine"] = {"max_model_len": 1024, "num_gpu_blocks_override": 80}
+    data["workload"]["request_timeout_s"] = 8
+    data["fleet"] = {"replicas": 3, "router": "least_outstanding", "retry": {"budget": 2}}
+    data["faults"] = {"inject": [{"at_s": 10.0}, {"at_s": 20.0, "index": 3}], "detection_s": 0.5}
+    data["startup"] = STARTUP
+    table = simulate_dict(data).table
+    assert len(checked) >= 300
+    assert {"timeout"} <= set(table["error"]) and table["num_preemptions"].sum() > 0

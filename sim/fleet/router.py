@@ -7,9 +7,14 @@ until its failure is detected) and the request's session id (-1 when the workloa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Protocol
 
 from sim.replica.replica import Replica
+
+_OUTSTANDING = attrgetter(
+    "outstanding"
+)  # waiting + running, kept by the replica (see Replica.num_outstanding)
 
 
 class Router(Protocol):
@@ -32,7 +37,7 @@ class LeastOutstandingRouter:
     """The replica with the fewest waiting + running requests; ties go to the lowest index."""
 
     def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
-        return min(replicas, key=lambda r: r.num_outstanding)
+        return min(replicas, key=_OUTSTANDING)
 
 
 class LeastKVRouter:
@@ -40,7 +45,7 @@ class LeastKVRouter:
     endpoint picker reading vllm:kv_cache_usage_perc does."""
 
     def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
-        return min(replicas, key=lambda r: (r.kv_usage, r.num_outstanding))
+        return min(replicas, key=lambda r: (r.kv_usage, r.outstanding))
 
 
 def _mix(x: int) -> int:
