@@ -1,4 +1,4 @@
-"""The SimPy process of one replica: one event per engine step, never one per token.
+"""The SimPy process of one replica: at most one event per engine step, never one per token.
 
 Each step: drop requests whose client gave up, ask the scheduler for a plan, price it with the step-cost
 model, wait that long in simulated time, then apply the result. A token streams out at the end of the step
