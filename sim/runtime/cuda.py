@@ -14,6 +14,7 @@ import numpy as np
 from sim.cost.base import StepBatch, StepCost
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
+from sim.runtime.runs import filled, price_steps, retract_step
 
 
 class CudaRuntime:
@@ -38,13 +39,7 @@ class CudaRuntime:
 
     def retract(self, cost: StepCost) -> None:
         """Undo the side effects of pricing a step that will not be taken (event skipping looks ahead)."""
-        if cost.compile_stall_s:
-            raise AssertionError("a step that compiled a shape cannot be retracted")
-        if cost.communication_s:
-            self.jitter.give_back()
-        retract = getattr(self.base, "retract", None)
-        if retract is not None:
-            retract(cost)
+        retract_step(self.jitter, self.base, cost)
 
     def decode_run_costs(self, n: int, contexts: np.ndarray):
         """step_cost() of a run of uniform decode steps, vectorised (bit-identical per step); None when the
@@ -60,15 +55,8 @@ class CudaRuntime:
             pad = pad_to(self.capture_sizes, n) - n
         compute, memory, comm = run_components(n, pad, pad, contexts)
         k = len(contexts)
-        if isinstance(contexts, list):
-            comm_s = [comm * f for f in self.jitter.factors(k)] if comm else [0.0] * k
-            seconds = [
-                (c if c > m else m) + x + overhead for c, m, x in zip(compute, memory, comm_s, strict=True)
-            ]
-            return seconds, compute, memory, comm_s, [overhead] * k, [0.0] * k, pad
-        comm_s = comm * np.asarray(self.jitter.factors(k)) if comm else np.zeros(k)
-        seconds = np.where(compute > memory, compute, memory) + comm_s + overhead
-        return seconds, compute, memory, comm_s, np.full(k, overhead), np.zeros(k), pad
+        seconds, comm_s = price_steps(compute, memory, comm, overhead, self.jitter, k)
+        return seconds, compute, memory, comm_s, filled(compute, overhead, k), filled(compute, 0.0, k), pad
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)

@@ -14,6 +14,7 @@ import numpy as np
 from sim.cost.base import StepBatch, StepCost
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
+from sim.runtime.runs import filled, prepend, price_steps, retract_step
 from sim.runtime.xla_compile import SAMPLE_VARIANTS, XlaCompileTimes
 
 
@@ -61,13 +62,7 @@ class XlaRuntime:
 
     def retract(self, cost: StepCost) -> None:
         """Undo the side effects of pricing a step that will not be taken (event skipping looks ahead)."""
-        if cost.compile_stall_s:
-            raise AssertionError("a step that compiled a shape cannot be retracted")
-        if cost.communication_s:
-            self.jitter.give_back()
-        retract = getattr(self.base, "retract", None)
-        if retract is not None:
-            retract(cost)
+        retract_step(self.jitter, self.base, cost)
 
     def decode_run_costs(self, n: int, contexts: np.ndarray):
         """step_cost() of a run of decode steps of n sequences, vectorised (bit-identical per step). All steps
@@ -81,34 +76,14 @@ class XlaRuntime:
         compute, memory, comm = run_components(n, t - n, r - n, contexts[1:])
         k = len(contexts) - 1
         overhead = self.base.overhead_s
-        if isinstance(contexts, list):
-            comm_s = [comm * f for f in self.jitter.factors(k)] if comm else [0.0] * k
-            seconds = [
-                (c if c > m else m) + x + overhead + 0.0
-                for c, m, x in zip(compute, memory, comm_s, strict=True)
-            ]
-            return (
-                [first.seconds, *seconds],
-                [first.compute_s, *compute],
-                [first.memory_s, *memory],
-                [first.communication_s, *comm_s],
-                [first.overhead_s] + [overhead] * k,
-                [first.compile_stall_s] + [0.0] * k,
-                t - n,
-            )
-        comm_s = comm * np.asarray(self.jitter.factors(k)) if comm else np.zeros(k)
-        seconds = np.where(compute > memory, compute, memory) + comm_s + overhead + 0.0
-
-        def joined(head, tail):
-            return np.concatenate(([head], tail))
-
+        seconds, comm_s = price_steps(compute, memory, comm, overhead, self.jitter, k)  # stall 0: compiled
         return (
-            joined(first.seconds, seconds),
-            joined(first.compute_s, compute),
-            joined(first.memory_s, memory),
-            joined(first.communication_s, comm_s),
-            joined(first.overhead_s, np.full(k, overhead)),
-            joined(first.compile_stall_s, np.zeros(k)),
+            prepend(first.seconds, seconds),
+            prepend(first.compute_s, compute),
+            prepend(first.memory_s, memory),
+            prepend(first.communication_s, comm_s),
+            prepend(first.overhead_s, filled(compute, overhead, k)),
+            prepend(first.compile_stall_s, filled(compute, 0.0, k)),
             t - n,
         )
 
