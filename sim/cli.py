@@ -102,28 +102,38 @@ def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, sche
     print_summary(result, Console(), written)
 
 
+def _counting(verb: str, unit: str, name: str, quiet: bool, work):
+    """work(progress) with a rich bar counting done/total items on a terminal; progress=None otherwise."""
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        return work(None)
+    with Progress(
+        TextColumn(f"[bold]{verb}[/bold] {{task.description}}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}" + (f" {unit}" if unit else "")),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(name, total=1)
+
+        def update(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label or name)
+
+        return work(update)
+
+
 def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot):
     from sim.report.sweep import write_sweep
     from sim.sweep import run_sweep
 
-    console = Console(stderr=True)
-    if as_json or not console.is_terminal:
-        sweep = run_sweep(path, overrides, seed)
-    else:
-        with Progress(
-            TextColumn("[bold]sweep[/bold] {task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} points"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(sc.name, total=1)
-
-            def update(done: int, total: int, label: str) -> None:
-                bar.update(task, completed=done, total=total, description=label)
-
-            sweep = run_sweep(path, overrides, seed, progress=update)
+    sweep = _counting(
+        "sweep",
+        "points",
+        sc.name,
+        as_json,
+        lambda progress: run_sweep(path, overrides, seed, progress=progress),
+    )
     target = out_dir or Path("results") / sc.name
     try:
         written = write_sweep(sweep, target, plot=not no_plot)
@@ -142,25 +152,10 @@ def _study(path, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot):
     from sim.risk.study import run_study
 
     target = out_dir or Path("results") / sc.name
-    console = Console(stderr=True)
     kwargs = dict(seed=seed, runs=runs, jobs=jobs, out_dir=target, plot=not no_plot)
-    if as_json or not console.is_terminal:
-        study = run_study(path, overrides, **kwargs)
-    else:
-        with Progress(
-            TextColumn("[bold]runs[/bold] {task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(sc.name, total=1)
-
-            def update(done: int, total: int, label: str) -> None:
-                bar.update(task, completed=done, total=total, description=label or sc.name)
-
-            study = run_study(path, overrides, progress=update, **kwargs)
+    study = _counting(
+        "runs", "", sc.name, as_json, lambda progress: run_study(path, overrides, progress=progress, **kwargs)
+    )
     try:
         written = write_study(study, target, plot=not no_plot)
     except OSError as exc:
