@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sim.report.figures import save_figure  # noqa: E402
 from sim.run import SimulationResult  # noqa: E402
 
 
@@ -45,11 +46,9 @@ def plot_timeseries(result: SimulationResult, path: Path) -> Path:
     ax.legend(loc="upper right")
     ax.set_xlabel("simulated time (s)")
     sc = result.resolved.scenario
-    fig.suptitle(
+    return save_figure(
+        fig,
         f"{sc.name}: {result.resolved.model.name} on {result.resolved.hardware.name} x{sc.fleet.replicas} "
-        f"(simulated, {result.cost_model_name} step costs)"
+        f"(simulated, {result.cost_model_name} step costs)",
+        path,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

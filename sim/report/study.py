@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sim import __version__  # noqa: E402
+from sim.report.figures import save_figure  # noqa: E402
 from sim.report.files import _clean  # noqa: E402
 from sim.risk.study import Study  # noqa: E402
 
@@ -152,21 +153,25 @@ def write_study(study: Study, out_dir: Path, *, plot: bool) -> list[Path]:
     return paths
 
 
+def _across_runs(values: np.ndarray, percentiles: list[float]) -> np.ndarray:
+    """Percentiles over runs (rows) per window (column), NaN-aware."""
+    with warnings.catch_warnings():  # all-NaN columns (no run reached that window) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(values, percentiles, axis=0)
+
+
 def _fan_chart(study: Study, path: Path) -> Path:
     objective = study.base.monte_carlo.objective
     fig, axes = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
     for k, label in enumerate(study.labels):
         ds = study.of(label)
         color = f"C{k}"
-        t = ds[0].series.t_start_s
         for ax, values in (
             (axes[0], _stack([d.series.goodput_rps for d in ds])),
             (axes[1], _stack([d.series.attainment for d in ds]) * 100),
         ):
-            x = np.arange(values.shape[1]) * objective.window_s if values.shape[1] != len(t) else t
-            with warnings.catch_warnings():  # all-NaN columns (no run reached that window) stay NaN
-                warnings.simplefilter("ignore", RuntimeWarning)
-                lo, mid, hi = np.nanpercentile(values, [5, 50, 95], axis=0)
+            x = np.arange(values.shape[1]) * objective.window_s  # window starts, as attainment_series
+            lo, mid, hi = _across_runs(values, [5, 50, 95])
             ax.plot(x, mid, color=color, label=f"{label or study.name} (median)")
             if len(ds) > 1:
                 ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
@@ -183,11 +188,7 @@ def _fan_chart(study: Study, path: Path) -> Path:
     axes[1].set_xlabel("simulated time (s)")
     axes[1].legend(loc="lower right")
     band = "; bands: 5-95% of runs" if study.runs > 1 else ""
-    fig.suptitle(f"{study.name}: {study.runs} simulated run(s) per variant{band}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, f"{study.name}: {study.runs} simulated run(s) per variant{band}", path)
 
 
 def _replicas(study: Study, path: Path) -> Path:
@@ -199,9 +200,7 @@ def _replicas(study: Study, path: Path) -> Path:
             (_stack([d.desired_replicas for d in ds]), "--", "desired"),
             (_stack([d.ready_replicas for d in ds]), "-", "ready"),
         ):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mid = np.nanmedian(values, axis=0)
+            (mid,) = _across_runs(values, [50])
             ax.step(
                 np.arange(len(mid)) * w,
                 mid,
@@ -213,11 +212,7 @@ def _replicas(study: Study, path: Path) -> Path:
     ax.set_ylabel("replicas (median over runs)")
     ax.set_xlabel("simulated time (s)")
     ax.legend(loc="upper left", fontsize="small", ncol=2)
-    fig.suptitle(f"{study.name}: desired vs ready replicas (simulated)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, f"{study.name}: desired vs ready replicas (simulated)", path)
 
 
 def _recovery(study: Study, path: Path) -> Path:
@@ -227,8 +222,6 @@ def _recovery(study: Study, path: Path) -> Path:
     ax.set_xlabel("time to recover, s (attainment back above target)")
     ax.set_ylabel("runs")
     ax.legend()
-    fig.suptitle(f"{study.name}: time to recover over {study.runs} simulated runs per variant")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(
+        fig, f"{study.name}: time to recover over {study.runs} simulated runs per variant", path
+    )

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sim.report.figures import save_figure  # noqa: E402
 from sim.report.files import summary_document  # noqa: E402
 from sim.sweep import SweepResult  # noqa: E402
 
@@ -48,11 +49,7 @@ def plot_sweep(sweep: SweepResult, path: Path) -> Path | None:
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"{sweep.name} (simulated)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, f"{sweep.name} (simulated)", path)
 
 
 def write_sweep(sweep: SweepResult, out_dir: Path, *, plot: bool) -> list[Path]:

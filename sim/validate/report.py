@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sim.report.figures import save_figure  # noqa: E402
+
 
 def _cdf(ax, values, label):
     values = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
@@ -39,11 +41,7 @@ def plot_validation(predicted: pd.DataFrame, measured: pd.DataFrame, path: Path,
     ax.set_xlabel("measured TTFT (ms)")
     ax.set_ylabel("predicted TTFT (ms)")
     ax.set_title("per request")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, title, path)
 
 
 def write_validation(
