@@ -14,6 +14,7 @@ emulation whose timings say nothing about a TPU (tests/test_kernels.py checks it
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,17 +101,17 @@ def traffic_calls(resolved, *, per_case: int) -> list[AttentionCall]:
         )
     )
     workload = build_workload(resolved.scenario, seed)
-    pending = [
+    pending = deque(
         RequestState(i, float(t), int(p), int(min(o, e.max_model_len - p)))
         for i, (t, p, o) in enumerate(
             zip(workload.arrival_s, workload.prompt_tokens, workload.output_tokens, strict=True)
         )
         if p < e.max_model_len
-    ]
+    )
     step_s, now, calls = 0.02, 0.0, {c: [] for c in CASES}  # a nominal step time only paces arrivals
     while pending or sched.has_work():
         while pending and pending[0].arrival_s <= now:
-            sched.add_request(pending.pop(0))
+            sched.add_request(pending.popleft())
         if sched.has_work():
             plan = sched.schedule()
             if plan.batch.num_tokens:

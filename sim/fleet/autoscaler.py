@@ -113,7 +113,7 @@ class Autoscaler:
             yield env.timeout(spec.interval_s)
             now = env.now
             current = fleet.target
-            ready = sum(1 for r in fleet.replicas if r.state == ReplicaState.READY)
+            ready = fleet.num_ready
             raw, metric = self.recommend(current, ready)
             raw = min(max(raw, spec.min_replicas), spec.max_replicas)
             self.recommendations.append((now, raw))
