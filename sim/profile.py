@@ -15,19 +15,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from sim.errors import InputError
+from sim.strict import StrictModel
 
 SCHEMA_VERSION = 1
 Method = Literal["measured", "aot-compiled", "estimated", "fitted"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Provenance(_Strict):
+class Provenance(StrictModel):
     method: Method
     tool: str = Field(..., description="calibrate method that produced it, e.g. 'torch', 'tpu-aot'.")
     host: str = Field(..., description="Machine name.")
@@ -37,7 +34,7 @@ class Provenance(_Strict):
     notes: str = ""
 
 
-class StepSample(_Strict):
+class StepSample(StrictModel):
     """One measured (or estimated) engine step, in the features the step-cost fit uses."""
 
     kind: Literal["prefill", "decode", "mixed"]
@@ -49,7 +46,7 @@ class StepSample(_Strict):
     layers_measured: list[int] = Field(default_factory=list, description="Depths timed to extrapolate from.")
 
 
-class FitQuality(_Strict):
+class FitQuality(StrictModel):
     r2: float = Field(..., description="Coefficient of determination on the held-out points.")
     max_rel_residual: float = Field(..., ge=0)
     p95_rel_residual: float = Field(..., ge=0)
@@ -57,7 +54,7 @@ class FitQuality(_Strict):
     num_test: int = Field(..., ge=0)
 
 
-class StepFit(_Strict):
+class StepFit(StrictModel):
     """seconds = intercept_s + sum(coefficient x feature), non-negative coefficients (NNLS).
     Features: num_tokens, attention_pairs, kv_read_tokens, num_seqs."""
 
@@ -71,7 +68,7 @@ class StepFit(_Strict):
     max_num_seqs: int = Field(..., ge=1)
 
 
-class StepSection(_Strict):
+class StepSection(StrictModel):
     provenance: Provenance
     tensor_parallel_size: int = Field(1, ge=1)
     dtype: str = "bfloat16"
@@ -80,7 +77,7 @@ class StepSection(_Strict):
     layer_scaling_r2: float | None = Field(None, description="min R^2 of time vs layers over checked points.")
 
 
-class CompileSample(_Strict):
+class CompileSample(StrictModel):
     token_bucket: int = Field(..., ge=1)
     cold_s: float = Field(..., ge=0, description="trace + lower + compile with an empty persistent cache.")
     warm_s: float | None = Field(
@@ -93,7 +90,7 @@ class CompileSample(_Strict):
     bytes_accessed: float | None = Field(None, ge=0)
 
 
-class CompileSection(_Strict):
+class CompileSection(StrictModel):
     provenance: Provenance
     target: str = Field(..., description="What was compiled for: 'cpu', 'tpu v6e (AOT)', ...")
     layers_measured: list[int] = Field(default_factory=list)
@@ -101,12 +98,12 @@ class CompileSection(_Strict):
     samples: list[CompileSample]
 
 
-class CollectiveSample(_Strict):
+class CollectiveSample(StrictModel):
     message_bytes: int = Field(..., ge=1)
     seconds: float = Field(..., gt=0)
 
 
-class CollectiveSection(_Strict):
+class CollectiveSection(StrictModel):
     """Ring all-reduce alpha-beta fit: t = 2(n-1) alpha + 2(n-1)/n x bytes / bandwidth."""
 
     provenance: Provenance
@@ -119,13 +116,13 @@ class CollectiveSection(_Strict):
     samples: list[CollectiveSample]
 
 
-class MicroBenchmarks(_Strict):
+class MicroBenchmarks(StrictModel):
     provenance: Provenance
     matmul_tflops: float = Field(..., gt=0, description="Best achieved dense matmul rate, model dtype.")
     memory_bandwidth_gbs: float = Field(..., gt=0, description="Achieved copy bandwidth.")
 
 
-class StartupMeasurement(_Strict):
+class StartupMeasurement(StrictModel):
     """A measured launch of a real server (`validate startup`): launch to healthy, and first requests."""
 
     provenance: Provenance
@@ -140,7 +137,7 @@ class StartupMeasurement(_Strict):
     )
 
 
-class KernelSample(_Strict):
+class KernelSample(StrictModel):
     """One attention call of one layer on one chip, kernel vs its jnp reference."""
 
     case: Literal["decode", "prefill", "mixed"]
@@ -156,7 +153,7 @@ class KernelSample(_Strict):
     flop_utilization: float = Field(..., ge=0, description="flops / kernel_s / datasheet peak.")
 
 
-class KernelFit(_Strict):
+class KernelFit(StrictModel):
     """Per-layer attention seconds = intercept_s + sum(coefficient x feature), NNLS.
     Features: kv_read_tokens, attention_pairs, num_seqs."""
 
@@ -165,7 +162,7 @@ class KernelFit(_Strict):
     quality: FitQuality
 
 
-class KernelSection(_Strict):
+class KernelSection(StrictModel):
     """Attention kernel timings (`calibrate --method kernels`), for `cost_model.attention: kernel`."""
 
     provenance: Provenance
@@ -181,7 +178,7 @@ class KernelSection(_Strict):
     fit: KernelFit
 
 
-class Profile(_Strict):
+class Profile(StrictModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     model: str = Field(..., description="Model catalog name the steps were measured for.")
     hardware: str = Field(..., description="Hardware catalog name (the --host given to calibrate).")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from sim.architecture import ModelArchitecture
 from sim.hardware import HardwareSpec
@@ -24,18 +24,12 @@ from sim.scenario_dynamics import (
     Variants,
     check_variants,
 )
-
-
-class _Strict(BaseModel):
-    """Unknown keys are errors: a typo in a scenario must never be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
+from sim.strict import StrictModel
 
 # ---- workload: request lengths ---------------------------------------------------------------------
 
 
-class FixedLengths(_Strict):
+class FixedLengths(StrictModel):
     """Every request has the same prompt and output length (the harness's synthetic workloads)."""
 
     kind: Literal["fixed"]
@@ -43,7 +37,7 @@ class FixedLengths(_Strict):
     output_len: int = Field(..., ge=1, description="Output tokens (ignore_eos: always generated in full).")
 
 
-class RandomLengths(_Strict):
+class RandomLengths(StrictModel):
     """Uniform integers in [len*(1-range_ratio), len*(1+range_ratio)], as `vllm bench serve --dataset-name
     random --random-range-ratio` draws them."""
 
@@ -53,7 +47,7 @@ class RandomLengths(_Strict):
     range_ratio: float = Field(0.0, ge=0.0, lt=1.0)
 
 
-class LognormalLengths(_Strict):
+class LognormalLengths(StrictModel):
     """Log-normal prompt and output lengths given by their means and log-space sigmas, clipped to bounds."""
 
     kind: Literal["lognormal"]
@@ -75,7 +69,7 @@ class LognormalLengths(_Strict):
         return self
 
 
-class ShareGPTLikeLengths(_Strict):
+class ShareGPTLikeLengths(StrictModel):
     """A ShareGPT-shaped distribution without the dataset: log-normal lengths whose means are the seed talk's
     "~220 -> 280" tokens (seed_harness.md §3) and whose prompts are clipped to the harness filter
     4 <= prompt <= 8192. The sigmas are estimates of ShareGPT's spread (heavy right tail), not fitted to the
@@ -90,7 +84,7 @@ class ShareGPTLikeLengths(_Strict):
     max_output_len: int = Field(4096, ge=1)
 
 
-class ShareGPTFileLengths(_Strict):
+class ShareGPTFileLengths(StrictModel):
     """Lengths from a local ShareGPT JSON (first human turn -> prompt, next turn -> completion), filtered
     4 <= prompt <= max_prompt_len and shuffled with the scenario seed, as the seed harness builds it.
     Token counts are characters / chars_per_token (no tokenizer in the core install), labelled approximate."""
@@ -102,7 +96,7 @@ class ShareGPTFileLengths(_Strict):
     chars_per_token: float = Field(4.0, gt=0)
 
 
-class TraceLengths(_Strict):
+class TraceLengths(StrictModel):
     """A recorded trace (CSV or JSONL) with columns arrival_s, input_tokens, output_tokens. The trace fixes the
     arrival times too, so `workload.arrivals` must be left out."""
 
@@ -124,12 +118,12 @@ LengthSpec = Annotated[
 # ---- workload: arrivals -----------------------------------------------------------------------------
 
 
-class RatePoint(_Strict):
+class RatePoint(StrictModel):
     at_s: float = Field(..., ge=0, description="From this simulated time on ...")
     rate: float = Field(..., ge=0, description="... the base rate is this many requests/s.")
 
 
-class FlashSpike(_Strict):
+class FlashSpike(StrictModel):
     """Multiplies the rate by `multiplier` over [start_s, start_s+duration_s], ramping linearly up over ramp_s
     before the window and down over ramp_s after it."""
 
@@ -139,7 +133,7 @@ class FlashSpike(_Strict):
     ramp_s: float = Field(0.0, ge=0)
 
 
-class Diurnal(_Strict):
+class Diurnal(StrictModel):
     """rate x (1 + amplitude * cos(2 pi (t - peak_at_s) / period_s)): a daily cycle peaking at peak_at_s."""
 
     period_s: float = Field(86400.0, gt=0)
@@ -147,7 +141,7 @@ class Diurnal(_Strict):
     peak_at_s: float = Field(0.0)
 
 
-class ArrivalSpec(_Strict):
+class ArrivalSpec(StrictModel):
     """When requests arrive. Gaps follow `vllm bench serve`: gamma(shape=burstiness, scale=1/(rate*burstiness)),
     so the mean gap is 1/rate and the coefficient of variation 1/sqrt(burstiness); the first request also waits
     one gap. Time-varying rates (schedule x spikes x diurnal) compose by time rescaling."""
@@ -184,7 +178,7 @@ class ArrivalSpec(_Strict):
         return self.rate == "inf"
 
 
-class WorkloadSpec(_Strict):
+class WorkloadSpec(StrictModel):
     lengths: LengthSpec
     arrivals: ArrivalSpec | None = Field(None, description="Required unless lengths.kind is 'trace'.")
     ignore_eos: bool = Field(True, description="Outputs run to their full length (recorded as metadata).")
@@ -210,7 +204,7 @@ class WorkloadSpec(_Strict):
 # ---- engine, fleet, SLO, cost ------------------------------------------------------------------------
 
 
-class CudaSpec(_Strict):
+class CudaSpec(StrictModel):
     """vLLM's CUDA path: shapes are dynamic; small uniform decode batches replay full CUDA graphs at the next
     capture size, mixed batches up to the largest size replay piecewise graphs, larger ones run eagerly."""
 
@@ -234,7 +228,7 @@ class CudaSpec(_Strict):
     )
 
 
-class XlaSpec(_Strict):
+class XlaSpec(StrictModel):
     """vLLM's TPU path (tpu-inference): every step runs at a precompiled (token bucket, request bucket) shape;
     precompile happens at startup; a shape not compiled yet stalls its step while XLA compiles it."""
 
@@ -267,7 +261,7 @@ class XlaSpec(_Strict):
         return values
 
 
-class EngineSpec(_Strict):
+class EngineSpec(StrictModel):
     """vLLM engine knobs. Each left out takes vLLM's default for the hardware (sim/resolve.py cites them)."""
 
     max_num_batched_tokens: int | None = Field(None, ge=1, description="Per-step token budget.")
@@ -299,7 +293,7 @@ class EngineSpec(_Strict):
     xla: XlaSpec = Field(default_factory=XlaSpec, description="XLA-path knobs (see engine.xla).")
 
 
-class FleetSpec(_Strict):
+class FleetSpec(StrictModel):
     replicas: int = Field(1, ge=1, description="Identical vLLM replicas.")
     tensor_parallel_size: int = Field(1, ge=1, description="Chips per replica.")
     replicas_per_host: int | None = Field(
@@ -327,7 +321,7 @@ class FleetSpec(_Strict):
     )
 
 
-class SLOSpec(_Strict):
+class SLOSpec(StrictModel):
     """Either an SLO class of the seed harness (slo_classes.yaml) or explicit thresholds; thresholds given
     alongside a class override it. With neither, the model's class is used, else 'default'."""
 
@@ -339,7 +333,7 @@ class SLOSpec(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class StartupSpec(_Strict):
+class StartupSpec(StrictModel):
     """A replica's time to ready = provision + container start + weight load + the runtime's own start."""
 
     provision_s: float | None = Field(
@@ -356,7 +350,7 @@ class StartupSpec(_Strict):
     storage_bandwidth_gbs: float | None = Field(None, gt=0, description="Weight download bandwidth, GB/s.")
 
 
-class SweepSpec(_Strict):
+class SweepSpec(StrictModel):
     """Run many points: each series (a named set of overrides, e.g. one per hardware) over the grid (the
     Cartesian product of the listed values). Keys are dotted scenario paths."""
 
@@ -374,7 +368,7 @@ class SweepSpec(_Strict):
         return self
 
 
-class RooflineCost(_Strict):
+class RooflineCost(StrictModel):
     """Step time = max(FLOPs / (peak x flops_utilization), bytes / (bandwidth x mbu)) + step overhead.
     Left-out factors take the cited defaults in catalog/efficiency.yaml."""
 
@@ -389,7 +383,7 @@ class RooflineCost(_Strict):
     step_overhead_s: float | None = Field(None, ge=0)
 
 
-class ConstantCost(_Strict):
+class ConstantCost(StrictModel):
     """Every engine step takes step_s seconds, whatever it holds: for closed-form what-ifs and tests."""
 
     kind: Literal["constant"]
@@ -399,7 +393,7 @@ class ConstantCost(_Strict):
 CostModelSpec = Annotated[RooflineCost | ConstantCost, Field(discriminator="kind")]
 
 
-class MetricsSpec(_Strict):
+class MetricsSpec(StrictModel):
     window_s: float | None = Field(
         None,
         gt=0,
@@ -410,7 +404,7 @@ class MetricsSpec(_Strict):
     )
 
 
-class Scenario(_Strict):
+class Scenario(StrictModel):
     """What is served, on what, under which traffic, and what counts as good. At least one run bound
     is needed (`duration_s`, `num_requests`, or a trace); with several, the first reached ends arrivals."""
 

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+from sim.strict import StrictModel
 
 # ---- router: admission and retries --------------------------------------------------------------------
 
 
-class AdmissionSpec(_Strict):
+class AdmissionSpec(StrictModel):
     """Queue caps. A request refused by a cap fails at once with an HTTP-style reason and is counted."""
 
     max_waiting_per_replica: int | None = Field(
@@ -37,7 +34,7 @@ class AdmissionSpec(_Strict):
     )
 
 
-class RetrySpec(_Strict):
+class RetrySpec(StrictModel):
     """What the router does with requests that a failed replica drops. A retry starts the request over on
     another replica (prompt prefilled again, output generated again); its TTFT, TPOT and E2E still count from
     the original arrival. Back-off is Envoy's: attempt k waits uniform(0, min(max, base x (2^k - 1)))."""
@@ -64,7 +61,7 @@ class RetrySpec(_Strict):
 # ---- autoscaler -------------------------------------------------------------------------------------------
 
 
-class AutoscalerSpec(_Strict):
+class AutoscalerSpec(StrictModel):
     """Scales the replica count on a metric, HPA-style: every interval_s, recommendation =
     ceil(fleet total of the metric (averaged over metric_window_s) / target), kept unchanged when within
     `tolerance` of the current count; for `ttft`, ceil(ready x observed / target). Scale-up takes the
@@ -117,7 +114,7 @@ class AutoscalerSpec(_Strict):
 # ---- faults -------------------------------------------------------------------------------------------------
 
 
-class FailureProcess(_Strict):
+class FailureProcess(StrictModel):
     """Time to failure of one unit. Weibull with shape k has scale mtbf / Gamma(1 + 1/k), so mtbf_h stays
     the mean; k = 1 is exponential, k < 1 infant mortality, k > 1 wear-out."""
 
@@ -132,7 +129,7 @@ class FailureProcess(_Strict):
         return self
 
 
-class NoticeProcess(_Strict):
+class NoticeProcess(StrictModel):
     """Events announced ahead (spot/preemptible reclaim, TPU maintenance), Poisson in time per host. At the
     notice the host's replicas stop taking requests and replacements start; at its end they stop and what is
     still running is retried."""
@@ -141,7 +138,7 @@ class NoticeProcess(_Strict):
     notice_s: float = Field(..., ge=0, description="Warning before the host goes away.")
 
 
-class InjectedFault(_Strict):
+class InjectedFault(StrictModel):
     """A fault at a chosen time, for what-ifs: `crash` (no warning) or `notice` (warning of notice_s)."""
 
     at_s: float = Field(..., ge=0)
@@ -151,7 +148,7 @@ class InjectedFault(_Strict):
     notice_s: float = Field(30.0, ge=0, description="For kind notice: warning before the stop.")
 
 
-class FaultsSpec(_Strict):
+class FaultsSpec(StrictModel):
     """Random and scheduled failures. One chip failing takes down its whole TP group (the replica); a host
     failing takes down every replica on it. A crashed replica is noticed after detection_s; until then the
     router still sends it requests, which fail at once and are retried. Each lost replica is replaced at
@@ -181,7 +178,7 @@ class FaultsSpec(_Strict):
 # ---- Monte Carlo risk and variants ----------------------------------------------------------------------
 
 
-class ObjectiveSpec(_Strict):
+class ObjectiveSpec(StrictModel):
     """What a run must achieve; a run that misses it is a breach. Windowed attainment = good / arrived for
     the requests that arrived in each window (failures count as not good)."""
 
@@ -195,7 +192,7 @@ class ObjectiveSpec(_Strict):
     )
 
 
-class MonteCarloSpec(_Strict):
+class MonteCarloSpec(StrictModel):
     """N independent runs (seeds drawn from the scenario seed) in parallel processes; distributions with
     confidence intervals, and failover risk = P(a run breaches the objective)."""
 

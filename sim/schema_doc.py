@@ -17,6 +17,7 @@ from sim import scenario as S
 from sim import scenario_dynamics as D
 from sim.architecture import ModelArchitecture
 from sim.hardware import HardwareSpec
+from sim.strict import StrictModel
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Scenario (top level)", S.Scenario),
@@ -104,7 +105,7 @@ def render() -> str:
     for title, model in SECTIONS:
         lines += [f"## {title}", ""]
         doc = inspect.getdoc(model)
-        if doc and doc != inspect.getdoc(S._Strict):
+        if doc and doc != inspect.getdoc(StrictModel):
             lines += [" ".join(doc.split()), ""]
         lines += ["| field | type | default | constraints | description |", "|---|---|---|---|---|"]
         for name, field in model.model_fields.items():
