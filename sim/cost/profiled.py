@@ -91,10 +91,7 @@ class ProfiledStepCost:
             )
             roof = max(self.roofline.time_from_features(rows, pairs, kv, seqs))
             seconds = roof * edge / roof_edge
-        comm = 0.0
-        if self.tp > 1:
-            comm = self.roofline.components(batch, padding_tokens, padding_seqs)[2]
-        return seconds, 0.0, comm
+        return seconds, 0.0, self.roofline.communication_s(rows)
 
     def retract(self, cost: StepCost) -> None:
         """Undo the count of the last priced step (event skipping priced it and did not take it)."""

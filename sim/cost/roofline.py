@@ -119,13 +119,16 @@ class RooflineStepCost:
             real_tokens=tokens,
             num_seqs=batch.num_seqs,
         )
-        comm_s = 0.0
-        if self.tp > 1:
-            per_allreduce = ring_allreduce_s(
-                rows * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
-            )
-            comm_s = self._allreduces_per_step * per_allreduce
-        return compute_s, memory_s, comm_s
+        return compute_s, memory_s, self.communication_s(rows)
+
+    def communication_s(self, rows: int) -> float:
+        """The step's TP all-reduces (two per layer) for `rows` token rows; 0 without tensor parallelism."""
+        if self.tp <= 1:
+            return 0.0
+        per_allreduce = ring_allreduce_s(
+            rows * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
+        )
+        return self._allreduces_per_step * per_allreduce
 
     def time_from_features(
         self,
@@ -183,13 +186,7 @@ class RooflineStepCost:
             attention = k0 + k_kv * contexts + k_pairs * contexts + k_seq * n
             compute = flops / fps + attention
             memory = bytes_moved / bps + attention
-        comm = 0.0
-        if self.tp > 1:
-            per_allreduce = ring_allreduce_s(
-                rows * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
-            )
-            comm = self._allreduces_per_step * per_allreduce
-        return compute, memory, comm
+        return compute, memory, self.communication_s(rows)
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)

@@ -453,25 +453,22 @@ class Fleet:
         return sorted(replicas, key=lambda r: r.replica_id), launches
 
     def crash_host(self, host: Host, cause: str) -> None:
-        if not host.alive:
-            return
-        replicas, launches = self._host_members(host)
-        for launch in launches:
-            self._cancel_launch(launch, cause)
-        for replica in replicas:
-            self.crash(replica, cause)
-        host.alive = False
-        self.reconcile()  # starting replicas lost with the host are replaced at once
+        self._lose_host(host, lambda replica: self.crash(replica, cause), cause)
 
     def notice_host(self, host: Host, notice_s: float, cause: str) -> None:
+        self._lose_host(host, lambda replica: self.notice(replica, notice_s, cause), cause)
+
+    def _lose_host(self, host: Host, lose_replica, cause: str) -> None:
+        """The host goes away (now, or after a notice): its cold starts are cancelled, each replica is lost
+        by lose_replica, no new replica is placed on it, and the controller replaces what it lost."""
         if not host.alive:
             return
         replicas, launches = self._host_members(host)
         for launch in launches:
             self._cancel_launch(launch, cause)
         for replica in replicas:
-            self.notice(replica, notice_s, cause)
-        host.alive = False  # no new replica is placed on a host that is going away
+            lose_replica(replica)
+        host.alive = False
         self.reconcile()
 
     def _start_host_faults(self, host: Host) -> None:
