@@ -21,6 +21,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,12 +91,15 @@ def run_monte_carlo(path: str, runs: int) -> dict:
         "simulated_s": None,
         "completed": None,
         "runs": len(study.digests),
+        "requests_csv_write_s": None,
+        "requests_parquet_write_s": None,
     }
 
 
 def run_one(name: str) -> dict:
     """Run one benchmark in this process and return its figures."""
     from sim.loader import load_scenario_dict
+    from sim.report.files import write_table
     from sim.resolve import resolve
     from sim.run import run_simulation
 
@@ -107,6 +111,12 @@ def run_one(name: str) -> dict:
     result = run_simulation(resolved)
     wall = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    write_s = {}
+    with tempfile.TemporaryDirectory() as tmp:  # the per-request table: the largest output
+        for table_format in ("csv", "parquet"):
+            t0 = time.perf_counter()
+            write_table(result.table, Path(tmp) / "requests", table_format)
+            write_s[table_format] = time.perf_counter() - t0
     return {
         "name": name,
         "requests": n,
@@ -117,6 +127,8 @@ def run_one(name: str) -> dict:
         "peak_rss_mb": peak_kib / 1024,
         "simulated_s": result.summary["duration_s"],
         "completed": result.summary["completed"],
+        "requests_csv_write_s": write_s["csv"],
+        "requests_parquet_write_s": write_s["parquet"],
     }
 
 
@@ -136,7 +148,8 @@ def main(names: list[str]) -> None:
     table = Table(
         title=f"servesim speed ({platform.processor() or platform.machine()}, Python {platform.python_version()})"
     )
-    for col in ("benchmark", "requests", "wall s", "req/s", "steps", "steps/s", "peak RSS MB", "simulated s"):
+    columns = ("benchmark", "requests", "wall s", "req/s", "steps", "steps/s", "peak RSS MB", "simulated s")
+    for col in (*columns, "requests.csv s", "requests.parquet s"):
         table.add_column(col, justify="right" if col != "benchmark" else "left")
     for r in rows:
         table.add_row(
@@ -148,6 +161,10 @@ def main(names: list[str]) -> None:
             "-" if r["steps_per_s"] is None else f"{r['steps_per_s']:,.0f}",
             f"{r['peak_rss_mb']:.0f}",
             "-" if r["simulated_s"] is None else f"{r['simulated_s']:,.0f}",
+            *(
+                "-" if r[key] is None else f"{r[key]:.2f}"
+                for key in ("requests_csv_write_s", "requests_parquet_write_s")
+            ),
         )
     Console(width=140).print(table)
     out_dir = ROOT / "benchmarks" / "out"

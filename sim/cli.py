@@ -45,6 +45,15 @@ def _fail(message: str) -> None:
     "--per-request", is_flag=True, help="Include every request (with its ITL list) in summary.json."
 )
 @click.option("--no-plot", is_flag=True, help="Skip the time-series PNG.")
+@click.option(
+    "--tables",
+    "table_format",
+    type=click.Choice(["csv", "parquet"]),
+    default="csv",
+    show_default=True,
+    help="Format of requests and timeseries tables (parquet: columnar, needs servesim[parquet]).",
+)
+@click.option("--no-requests", is_flag=True, help="Skip the per-request table (one row per request).")
 @click.option("--schema", is_flag=True, help="Print the scenario JSON Schema and exit.")
 @click.option(
     "--runs",
@@ -52,7 +61,20 @@ def _fail(message: str) -> None:
     help="Independent Monte Carlo runs (seeds base..base+N-1); overrides monte_carlo.runs.",
 )
 @click.option("--jobs", type=int, help="Parallel processes for many runs (default: CPU count).")
-def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, schema, runs, jobs):
+def main(
+    scenario,
+    out_dir,
+    seed,
+    overrides,
+    as_json,
+    per_request,
+    no_plot,
+    table_format,
+    no_requests,
+    schema,
+    runs,
+    jobs,
+):
     """Simulate the vLLM fleet described by SCENARIO (a YAML file) and report goodput and latencies."""
     if schema:
         from sim.scenario import Scenario
@@ -67,6 +89,12 @@ def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, sche
         _fail("--runs: must be >= 1")
     if jobs is not None and jobs < 1:
         _fail("--jobs: must be >= 1")
+    from sim.report.files import require_table_format
+
+    try:
+        require_table_format(table_format)
+    except ImportError as err:
+        _fail(f"--tables: {err}")
     try:
         from sim.loader import load_scenario
         from sim.resolve import resolve
@@ -78,7 +106,8 @@ def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, sche
             _sweep(scenario, sc, overrides, seed, out_dir, as_json, no_plot)
             return
         if sc.variants or (runs or sc.monte_carlo.runs) > 1:
-            _study(scenario, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot)
+            tables = {"table_format": table_format, "requests_table": not no_requests}
+            _study(scenario, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot, tables)
             return
         resolved = resolve(sc)
         result = _run(resolved, seed, show_progress=not as_json)
@@ -90,7 +119,12 @@ def main(scenario, out_dir, seed, overrides, as_json, per_request, no_plot, sche
     target = out_dir or Path("results") / sc.name
     try:
         written = write_results(
-            result, target, per_request=per_request or sc.metrics.per_request, plot=not no_plot
+            result,
+            target,
+            per_request=per_request or sc.metrics.per_request,
+            plot=not no_plot,
+            table_format=table_format,
+            requests_table=not no_requests,
         )
     except OSError as exc:
         _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
@@ -147,12 +181,12 @@ def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot):
     print_sweep(sweep, Console(), written)
 
 
-def _study(path, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot):
+def _study(path, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot, tables):
     from sim.report.study import side_by_side, write_study
     from sim.risk.study import run_study
 
     target = out_dir or Path("results") / sc.name
-    kwargs = dict(seed=seed, runs=runs, jobs=jobs, out_dir=target, plot=not no_plot)
+    kwargs = dict(seed=seed, runs=runs, jobs=jobs, out_dir=target, plot=not no_plot, **tables)
     study = _counting(
         "runs", "", sc.name, as_json, lambda progress: run_study(path, overrides, progress=progress, **kwargs)
     )

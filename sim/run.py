@@ -7,6 +7,7 @@ only and never written into results.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -149,10 +150,16 @@ def run_simulation(
 
     # Run in slices of simulated time so a progress bar can follow; the run ends when every request has.
     slice_s = max(horizon / 200.0, sampler.window_s)
-    while not fleet.all_ended.triggered:
-        env.run(until=env.any_of([fleet.all_ended, env.timeout(slice_s)]))
-        if progress is not None:
-            progress(env.now, horizon)
+    try:
+        while not fleet.all_ended.triggered:
+            env.run(until=env.any_of([fleet.all_ended, env.timeout(slice_s)]))
+            if progress is not None:
+                progress(env.now, horizon)
+            # Requests, replicas and their records live to the end of the run; left in the collector's
+            # generations, every full collection would walk all of them again (~5% of a 1M-request run).
+            gc.freeze()
+    finally:
+        gc.unfreeze()
     sampler.finish()
 
     requests = fleet.requests

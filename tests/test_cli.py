@@ -35,6 +35,39 @@ def test_writes_every_result_file(tmp_path):
     assert "goodput" in result.output and "simulated" in result.output
 
 
+def test_parquet_tables_hold_exactly_what_csv_rounds(tmp_path):
+    """--tables parquet writes the same tables, exactly (CSV keeps 9 significant digits); --no-requests
+    skips the per-request table."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    path = write(tmp_path, scenario_dict())
+    assert run(path, "--out", tmp_path / "csv", "--no-plot").exit_code == 0
+    assert run(path, "--out", tmp_path / "pq", "--no-plot", "--tables", "parquet").exit_code == 0
+    exact = pd.read_parquet(tmp_path / "pq" / "requests.parquet")
+    rounded = pd.read_csv(tmp_path / "csv" / "requests.csv", keep_default_na=False, na_values=[""])
+    assert list(exact.columns) == list(rounded.columns) and len(exact) == 50
+    assert exact["e2e_s"].to_numpy() == pytest.approx(rounded["e2e_s"].to_numpy(), rel=1e-8)
+    assert (tmp_path / "pq" / "timeseries.parquet").exists()
+    assert run(path, "--out", tmp_path / "none", "--no-plot", "--no-requests").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["summary.json", "timeseries.csv"]
+
+
+def test_parquet_without_pyarrow_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name == "pyarrow":
+            raise ImportError("no pyarrow here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    result = CliRunner().invoke(main, [str(write(tmp_path, scenario_dict())), "--tables", "parquet"])
+    assert result.exit_code == 2
+    assert "servesim[parquet]" in result.output and "Traceback" not in result.output
+
+
 def test_json_flag_seed_and_overrides(tmp_path):
     out = tmp_path / "out"
     result = run(

@@ -60,6 +60,10 @@ CASES = {
         startup={"provision_s": 0, "container_start_s": 5, "storage_bandwidth_gbs": 100},
         num_requests=1500,
     ),
+    "client timeouts, ended requests' deadlines passing": scenario_dict(
+        workload={**SHAREGPT, "arrivals": {"rate": 45}, "request_timeout_s": 8},
+        num_requests=1500,
+    ),
     "KV pressure and preemption": scenario_dict(
         engine={"max_model_len": 4096, "num_gpu_blocks_override": 600},
         workload={**SHAREGPT, "arrivals": {"rate": 20}},
@@ -82,6 +86,9 @@ def test_fast_path_equals_reference_path(name):
     assert fast.num_steps == reference.num_steps
     if name == "KV pressure and preemption":
         assert fast.table["num_preemptions"].sum() > 0  # the case exercises what it says
+    if name.startswith("client timeouts"):
+        errors = fast.table["error"]
+        assert (errors == "timeout").sum() > 0 and fast.table["success"].sum() > 0
 
 
 @pytest.mark.parametrize("path", ["scenarios/cpu_tiny_llama.yaml", "scenarios/flash_spike.yaml"])

@@ -93,10 +93,11 @@ class ProfiledStepCost:
             seconds = roof * edge / roof_edge
         return seconds, 0.0, self.roofline.communication_s(rows)
 
-    def retract(self, cost: StepCost) -> None:
-        """Undo the count of the last priced step (event skipping priced it and did not take it)."""
-        if self._extrapolated.pop():  # retracted newest first
-            self.num_extrapolated_steps -= 1
+    def forget_last_steps(self, n: int) -> None:
+        """Undo the counts of the last n priced steps (event skipping priced them and did not take them)."""
+        for _ in range(n):
+            if self._extrapolated.pop():
+                self.num_extrapolated_steps -= 1
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)

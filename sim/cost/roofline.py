@@ -84,6 +84,7 @@ class RooflineStepCost:
         self._link_bytes_s = link[1] * 1e9 if link else 0.0
         self._hop_latency_s = collective_hop_latency_s
         self._kernel = None
+        self._run_constants: dict[tuple[int, int, int], tuple[float, float, float]] = {}
         if attention_kernel is not None:
             fit = attention_kernel.fit
             c = fit.coefficients
@@ -158,11 +159,16 @@ class RooflineStepCost:
         """components() of a run of pure decode steps of n sequences whose decode contexts are `contexts`
         (one per step), vectorised with the scalar path's operations in the scalar path's order, so every
         element is bit-identical to components() of that step. Returns (compute[], memory[], comm)."""
-        rows = n + padding_tokens
-        flops = self._linear_flops_per_token * rows + self._lm_head_flops_per_row * (n + padding_seqs)
-        bytes_moved = (
-            self.weight_bytes(int(rows)) + self._kv_bytes_per_token * n + self._act_bytes_per_token * rows
-        )
+        key = (n, padding_tokens, padding_seqs)
+        per_batch = self._run_constants.get(key)
+        if per_batch is None:  # a handful of batch shapes recur across thousands of runs
+            rows = n + padding_tokens
+            flops = self._linear_flops_per_token * rows + self._lm_head_flops_per_row * (n + padding_seqs)
+            bytes_moved = (
+                self.weight_bytes(int(rows)) + self._kv_bytes_per_token * n + self._act_bytes_per_token * rows
+            )
+            per_batch = self._run_constants[key] = (flops, bytes_moved, self.communication_s(rows))
+        flops, bytes_moved, comm = per_batch
         fps, bps, per_pair, per_kv = (
             self._flops_per_s,
             self._bytes_per_s,
@@ -186,7 +192,7 @@ class RooflineStepCost:
             attention = k0 + k_kv * contexts + k_pairs * contexts + k_seq * n
             compute = flops / fps + attention
             memory = bytes_moved / bps + attention
-        return compute, memory, self.communication_s(rows)
+        return compute, memory, comm
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)

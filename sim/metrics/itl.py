@@ -20,25 +20,32 @@ def pooled_itl(
     requests: Iterable[RequestState], step_end_s: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(values_s, counts): the pooled ITL distribution over the given (successful) requests."""
-    diff = [np.zeros(len(ends) + 1, dtype=np.int64) for ends in step_end_s]
+    # Step j of replica r is slot offsets[r] + j of one difference array over all replicas.
+    offsets = np.concatenate(([0], np.cumsum([len(ends) + 1 for ends in step_end_s])))
+    starts: list[int] = []  # slot of each segment's first gap (+1) and of the step after its last (-1)
+    stops: list[int] = []
     extra: list[float] = []
     for req in requests:
-        ends = step_end_s[req.replica_id]
-        d = diff[req.replica_id]
+        base = int(offsets[req.replica_id])
         prev_last = -1
         for first, last in req.segments:
             if last > first:
-                d[first + 1] += 1
-                d[last + 1] -= 1
+                starts.append(base + first + 1)
+                stops.append(base + last + 1)
             if prev_last >= 0:
-                extra.append(ends[first] - ends[prev_last])
+                ends = step_end_s[req.replica_id]
+                extra.append(float(ends[first] - ends[prev_last]))
             prev_last = last
+    size = int(offsets[-1])
+    diff = np.bincount(np.asarray(starts, dtype=np.int64), minlength=size) - np.bincount(
+        np.asarray(stops, dtype=np.int64), minlength=size
+    )
     values, counts = [], []
-    for ends, d in zip(step_end_s, diff, strict=True):
+    for r, ends in enumerate(step_end_s):
         if len(ends) < 2:
             continue
         values.append(np.diff(ends))
-        counts.append(np.cumsum(d)[1 : len(ends)])
+        counts.append(np.cumsum(diff[offsets[r] : offsets[r + 1]])[1 : len(ends)])
     if extra:
         values.append(np.asarray(extra))
         counts.append(np.ones(len(extra), dtype=np.int64))

@@ -4,8 +4,8 @@ Each step: drop requests whose client gave up, ask the scheduler for a plan, pri
 model, wait that long in simulated time, then apply the result. A token streams out at the end of the step
 that produced it.
 
-Event skipping: when the next steps are pure decode steps (nothing prefilling or waiting, nobody finishing,
-KV blocks to spare) and no reader looks at this replica before they end -- the fleet's quiet_until(): no
+Event skipping: when the next steps are pure decode steps (nothing prefilling or waiting, nobody finishing
+before the last of them, KV blocks to spare) and no reader looks at this replica before they end -- the fleet's quiet_until(): no
 sampler or autoscaler reading, and no client of this replica gives up -- the replica prices them one by
 one, makes their plans (KV blocks), waits once to the exact end time of the last and applies them together.
 A request routed here in the meantime *truncates* the run: the steps that had not started when it arrived
@@ -92,17 +92,6 @@ class DecodeRun:
         self.overhead.append(cost.overhead_s)
         self.stall.append(cost.compile_stall_s)
         self.padding.append(cost.padding_tokens)
-
-    def cost(self, j: int) -> StepCost:
-        return StepCost(
-            self.seconds[j],
-            self.compute[j],
-            self.memory[j],
-            self.comm[j],
-            self.overhead[j],
-            self.stall[j],
-            self.padding[j],
-        )
 
     def keep(self, k: int) -> None:
         for column in (
@@ -264,13 +253,19 @@ class Replica:
         keep = run.num_started_before(now)
         if keep == len(run):
             return
-        retract = getattr(self.cost_model, "retract", None)
-        if retract is not None:
-            for j in reversed(range(keep, len(run))):  # newest first, as the pricing drew them
-                retract(run.cost(j))
+        self._retract(run.comm[keep:], run.stall[keep:])
         self.scheduler.kv.free(sum(run.needs[keep:]))
         run.keep(keep)
         self.process.interrupt(TRUNCATE)
+
+    def _next_deadline(self) -> float:
+        """The earliest client deadline of a request still held here. Entries of requests that ended are
+        dropped lazily from the top of the heap: left there, they would cut decode runs at times when
+        nothing can happen."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][2].status >= Status.FINISHED:
+            heapq.heappop(deadlines)
+        return deadlines[0][0] if deadlines else math.inf
 
     def _expire(self, now: float) -> None:
         """Abort requests whose client timed out; only between steps, so no plan is in flight."""
@@ -284,6 +279,12 @@ class Replica:
         if aborted:
             self.outstanding -= len(aborted)
             self.on_finished(aborted)
+
+    def _retract(self, comm: list[float], stall: list[float]) -> None:
+        """Take back priced steps that will not be taken, from cost models that keep state per step."""
+        retract = getattr(self.cost_model, "retract", None)
+        if retract is not None and comm:
+            retract(comm, stall)
 
     def _price_run(self, run: DecodeRun, max_steps: int, bound: float) -> None:
         """Price up to max_steps decode steps from run.start, keeping those that end before bound (the first
@@ -319,11 +320,8 @@ class Replica:
                 run.seconds, run.compute, run.memory = seconds[:k], compute[:k], memory[:k]
                 run.comm, run.overhead, run.stall = comm[:k], overhead[:k], stall[:k]
                 run.padding = [padding] * k
-                retract = self.cost_model.retract
-                for j in reversed(range(k, max_steps)):
-                    retract(
-                        StepCost(seconds[j], compute[j], memory[j], comm[j], overhead[j], stall[j], padding)
-                    )
+                if k < max_steps:
+                    self.cost_model.retract(comm[k:], stall[k:])
                 return
         step_cost = self.cost_model.step_cost
         t = run.start
@@ -333,9 +331,7 @@ class Replica:
             cost = step_cost(sched.decode_batch(j))
             end = t + cost.seconds
             if j and end >= bound:  # the first step is taken whatever happens after it starts
-                retract = getattr(self.cost_model, "retract", None)
-                if retract is not None:
-                    retract(cost)
+                self._retract([cost.communication_s], [cost.compile_stall_s])
                 break
             run.add(cost, end)
             t = end
@@ -343,9 +339,7 @@ class Replica:
     def _decode_run(self, max_steps: int):
         """Up to max_steps pure decode steps as one SimPy event (see the module docstring)."""
         env, sched, stats = self.env, self.scheduler, self.stats
-        bound = self.quiet_until()
-        if self._deadlines and self._deadlines[0][0] < bound:
-            bound = self._deadlines[0][0]
+        bound = min(self.quiet_until(), self._next_deadline())
         run = DecodeRun(env.now)
         self._price_run(run, max_steps, bound)
         run.needs = sched.allocate_decode_run(len(run))
@@ -368,24 +362,28 @@ class Replica:
         stats.num_steps += k
         stats.num_tokens += k * sched.num_decode
         # Float totals add step by step, in order, exactly as the one-event-per-step path adds them.
-        for name, column in (
-            ("busy_s", run.seconds),
-            ("compute_s", run.compute),
-            ("memory_s", run.memory),
-            ("communication_s", run.comm),
-            ("overhead_s", run.overhead),
-        ):
-            total = getattr(stats, name)
-            for x in column:
-                total += x
-            setattr(stats, name, total)
+        busy, compute, memory = stats.busy_s, stats.compute_s, stats.memory_s
+        communication, overhead, compute_bound = stats.communication_s, stats.overhead_s, 0
+        for s, c, m, x, o in zip(run.seconds, run.compute, run.memory, run.comm, run.overhead, strict=True):
+            busy += s
+            compute += c
+            memory += m
+            communication += x
+            overhead += o
+            if c > m:
+                compute_bound += 1
+        stats.busy_s, stats.compute_s, stats.memory_s = busy, compute, memory
+        stats.communication_s, stats.overhead_s = communication, overhead
+        stats.compute_bound_steps += compute_bound
         stats.padding_tokens += sum(run.padding)
         for x in run.stall:
             if x:
                 stats.compile_stalls += 1
                 stats.compile_stall_s += x
-        stats.compute_bound_steps += sum(1 for c, m in zip(run.compute, run.memory, strict=True) if c > m)
-        sched.commit_decode_run(k)
+        finished = sched.commit_decode_run(k, env.now)
+        if finished:
+            self.outstanding -= len(finished)
+            self.on_finished(finished)
 
     def _run(self):
         try:
@@ -398,7 +396,7 @@ class Replica:
         step_cost = self.cost_model.step_cost
         step_end_s = self.step_end_s
         while True:
-            if self._deadlines and self._deadlines[0][0] <= env.now:
+            if self._next_deadline() <= env.now:
                 self._expire(env.now)
             if not sched.has_work():
                 if self.state == ReplicaState.DRAINING:

@@ -270,14 +270,15 @@ class Scheduler:
     # ---- runs of pure decode steps (event skipping) ----------------------------------------------------
     def decode_run_length(self, limit: int) -> int:
         """How many of the next steps (at most limit) are certainly pure decode steps that schedule() would
-        plan without preempting or admitting anything and in which no request finishes: nothing prefilling,
-        nothing waiting, no finish before the run ends, and enough free KV blocks for every block boundary
-        the run crosses. 0 when the next step is not such a step."""
+        plan without preempting or admitting anything: nothing prefilling, nothing waiting, enough free KV
+        blocks for every block boundary the run crosses, and no request finishing before the run's last
+        step (requests may finish *with* the last step: the batch only changes after it). 0 when the next
+        step is not such a step."""
         if self.prefilling or self.num_waiting or not self.num_decode:
             return 0
         step = self.step_index
         next_finish = min(self._finishing, default=step + limit)  # stale keys only shorten the run
-        k_max = min(limit, next_finish - step)
+        k_max = min(limit, next_finish - step + 1)
         free = self.kv.num_free_blocks
         phases, bs = self._phase_counts, self.block_size
         need = 0
@@ -300,12 +301,21 @@ class Scheduler:
         self._take_blocks(sum(needs))
         return needs
 
-    def commit_decode_run(self, k: int) -> None:
-        """Apply k pure decode steps as update_from_step would (nobody finishes inside a run)."""
+    def commit_decode_run(self, k: int, end_s: float) -> list[RequestState]:
+        """Apply k pure decode steps, the last ending at end_s, as update_from_step would; return the
+        requests that finished with the last step (decode_run_length lets none finish earlier)."""
         n = self.num_decode
         self.num_computed_tokens_total += k * n
         self.decode_computed_sum += k * n
-        self.step_index += k
+        last = self.step_index + k - 1
+        self.step_index = last + 1
+        finished: list[RequestState] = []
+        for req in self._finishing.pop(last, ()):
+            if req.status == Status.DECODE and req.finish_step == last:
+                self._leave_decode(req, last + 1)
+                self._finish(req, last, end_s)
+                finished.append(req)
+        return finished
 
     # ---- aborts (client timeouts) --------------------------------------------------------------------
     def abort(self, req: RequestState, reason: str, now_s: float) -> None:

@@ -36,6 +36,8 @@ class StudyJob:
     scenario: Scenario
     write_dir: Path | None  # write the run's ordinary result files here (single-run variants)
     plot: bool
+    table_format: str = "csv"
+    requests_table: bool = True
 
 
 def execute(job: StudyJob) -> RunDigest:
@@ -44,7 +46,14 @@ def execute(job: StudyJob) -> RunDigest:
     if job.write_dir is not None:
         from sim.report.files import write_results
 
-        write_results(result, job.write_dir, per_request=False, plot=job.plot)
+        write_results(
+            result,
+            job.write_dir,
+            per_request=False,
+            plot=job.plot,
+            table_format=job.table_format,
+            requests_table=job.requests_table,
+        )
     return digest(result, job.label, job.run)
 
 
@@ -151,6 +160,8 @@ def run_study(
     jobs: int | None = None,
     out_dir: Path | None = None,
     plot: bool = True,
+    table_format: str = "csv",
+    requests_table: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Study:
     base, variants = expand_variants(path, overrides)
@@ -161,7 +172,9 @@ def run_study(
     for label, scenario in variants:
         for i in range(runs):
             write_dir = out_dir / label if (out_dir is not None and runs == 1 and label) else None
-            jobs_list.append(StudyJob(label, i, base_seed + i, scenario, write_dir, plot))
+            jobs_list.append(
+                StudyJob(label, i, base_seed + i, scenario, write_dir, plot, table_format, requests_table)
+            )
     workers = min(jobs or mc.jobs or os.cpu_count() or 1, len(jobs_list))
     digests: list[RunDigest | None] = [None] * len(jobs_list)
     if progress:

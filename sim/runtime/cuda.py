@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from sim.cost.base import StepBatch, StepCost
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
-from sim.runtime.runs import filled, price_steps, retract_step
+from sim.runtime.runs import filled, price_steps, retract_steps
 
 
 class CudaRuntime:
@@ -37,9 +39,10 @@ class CudaRuntime:
         self.eager_overhead_s = eager_overhead_s
         self.jitter = jitter
 
-    def retract(self, cost: StepCost) -> None:
-        """Undo the side effects of pricing a step that will not be taken (event skipping looks ahead)."""
-        retract_step(self.jitter, self.base, cost)
+    def retract(self, comm: Sequence[float], stall: Sequence[float]) -> None:
+        """Take back the newest len(comm) priced steps, which will not be taken (event skipping looks ahead);
+        comm and stall are their communication and compile-stall seconds, oldest first."""
+        retract_steps(self.jitter, self.base, comm, stall)
 
     def decode_run_costs(self, n: int, contexts: np.ndarray):
         """step_cost() of a run of uniform decode steps, vectorised (bit-identical per step); None when the

@@ -32,11 +32,12 @@ class StragglerJitter:
         self._recent.append(value)
         return value
 
-    def give_back(self) -> None:
-        """Undo the most recent factor() not given back yet (steps priced but not taken are given back
-        newest first): the next factor() returns it again, so the stream is as if it was never drawn."""
+    def give_back(self, n: int = 1) -> None:
+        """Undo the n most recent factor() calls not given back yet (steps priced but not taken): the next
+        factor() calls return them again, in order, so the stream is as if they were never drawn."""
         if self.sigma != 0 and self.ranks > 1:
-            self._factors.append(self._recent.pop())
+            for _ in range(n):
+                self._factors.append(self._recent.pop())
 
     def factors(self, k: int) -> list[float]:
         """k successive factor() values (a run of steps priced together)."""

@@ -8,9 +8,9 @@ bit-identical to pricing the steps one by one.
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
 
-from sim.cost.base import StepCost
+import numpy as np
 
 
 def price_steps(compute, memory, comm: float, overhead: float, jitter, k: int):
@@ -35,14 +35,13 @@ def prepend(head: float, tail):
     return [head, *tail] if isinstance(tail, list) else np.concatenate(([head], tail))
 
 
-def retract_step(jitter, base, cost: StepCost) -> None:
-    """Undo the side effects of pricing a step that will not be taken: its jitter factor goes back to the
-    stream, and the base model forgets it too. A step that compiled a shape is never retracted (the first
-    step of a run is always taken)."""
-    if cost.compile_stall_s:
+def retract_steps(jitter, base, comm: Sequence[float], stall: Sequence[float]) -> None:
+    """Undo the side effects of pricing the newest len(comm) steps, which will not be taken (columns oldest
+    first): their jitter factors go back to the stream, and the base model forgets them too. A step that
+    compiled a shape is never retracted (the first step of a run is always taken)."""
+    if any(stall):
         raise AssertionError("a step that compiled a shape cannot be retracted")
-    if cost.communication_s:
-        jitter.give_back()
-    retract = getattr(base, "retract", None)
-    if retract is not None:
-        retract(cost)
+    jitter.give_back(sum(1 for x in comm if x))
+    forget = getattr(base, "forget_last_steps", None)
+    if forget is not None:
+        forget(len(comm))

@@ -9,12 +9,14 @@ the whole replica stalls for that compile, then the shape stays compiled.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from sim.cost.base import StepBatch, StepCost
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
-from sim.runtime.runs import filled, prepend, price_steps, retract_step
+from sim.runtime.runs import filled, prepend, price_steps, retract_steps
 from sim.runtime.xla_compile import SAMPLE_VARIANTS, XlaCompileTimes
 
 
@@ -60,9 +62,10 @@ class XlaRuntime:
             stall += self.small_s * (2 + SAMPLE_VARIANTS)  # logits, logprobs and the sampler variants
         return stall
 
-    def retract(self, cost: StepCost) -> None:
-        """Undo the side effects of pricing a step that will not be taken (event skipping looks ahead)."""
-        retract_step(self.jitter, self.base, cost)
+    def retract(self, comm: Sequence[float], stall: Sequence[float]) -> None:
+        """Take back the newest len(comm) priced steps, which will not be taken (event skipping looks ahead);
+        comm and stall are their communication and compile-stall seconds, oldest first."""
+        retract_steps(self.jitter, self.base, comm, stall)
 
     def decode_run_costs(self, n: int, contexts: np.ndarray):
         """step_cost() of a run of decode steps of n sequences, vectorised (bit-identical per step). All steps
