@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -60,7 +61,15 @@ def _fail(message: str) -> None:
     type=int,
     help="Independent Monte Carlo runs (seeds base..base+N-1); overrides monte_carlo.runs.",
 )
-@click.option("--jobs", type=int, help="Parallel processes for many runs (default: CPU count).")
+@click.option("--jobs", type=int, help="Parallel workers for many runs (default: CPU count).")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where many runs execute: local processes or Ray (needs servesim[ray]).",
+)
+@click.option("--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default: start one here.")
 def main(
     scenario,
     out_dir,
@@ -74,6 +83,8 @@ def main(
     schema,
     runs,
     jobs,
+    executor,
+    address,
 ):
     """Simulate the vLLM fleet described by SCENARIO (a YAML file) and report goodput and latencies."""
     if schema:
@@ -103,11 +114,13 @@ def main(
         if sc.sweep is not None:
             if runs is not None and runs > 1:
                 _fail("--runs: a sweep runs one seed per point; use variants for Monte Carlo comparisons")
-            _sweep(scenario, sc, overrides, seed, out_dir, as_json, no_plot)
+            with executor_for(executor, jobs, address) as ex:
+                _sweep(scenario, sc, overrides, seed, out_dir, as_json, no_plot, ex)
             return
         if sc.variants or (runs or sc.monte_carlo.runs) > 1:
             tables = {"table_format": table_format, "requests_table": not no_requests}
-            _study(scenario, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot, tables)
+            with executor_for(executor, jobs or sc.monte_carlo.jobs, address) as ex:
+                _study(scenario, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, ex)
             return
         resolved = resolve(sc)
         result = _run(resolved, seed, show_progress=not as_json)
@@ -157,7 +170,19 @@ def _counting(verb: str, unit: str, name: str, quiet: bool, work):
         return work(update)
 
 
-def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot):
+@contextmanager
+def executor_for(kind: str, jobs: int | None, address: str | None):
+    """The executor a multi-run command asked for, shut down (a Ray instance it started) afterwards."""
+    from sim.executor import make_executor
+
+    executor = make_executor(kind, jobs=jobs, address=address)
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot, executor):
     from sim.report.sweep import write_sweep
     from sim.sweep import run_sweep
 
@@ -166,7 +191,7 @@ def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot):
         "points",
         sc.name,
         as_json,
-        lambda progress: run_sweep(path, overrides, seed, progress=progress),
+        lambda progress: run_sweep(path, overrides, seed, progress=progress, executor=executor),
     )
     target = out_dir or Path("results") / sc.name
     try:
@@ -181,12 +206,12 @@ def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot):
     print_sweep(sweep, Console(), written)
 
 
-def _study(path, sc, overrides, seed, runs, jobs, out_dir, as_json, no_plot, tables):
+def _study(path, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, executor):
     from sim.report.study import side_by_side, write_study
     from sim.risk.study import run_study
 
     target = out_dir or Path("results") / sc.name
-    kwargs = dict(seed=seed, runs=runs, jobs=jobs, out_dir=target, plot=not no_plot, **tables)
+    kwargs = dict(seed=seed, runs=runs, out_dir=target, plot=not no_plot, executor=executor, **tables)
     study = _counting(
         "runs", "", sc.name, as_json, lambda progress: run_study(path, overrides, progress=progress, **kwargs)
     )

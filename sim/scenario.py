@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from sim.architecture import ModelArchitecture
 from sim.hardware import HardwareSpec
+from sim.plan.spec import PlanSpec
 from sim.scenario_dynamics import (
     AdmissionSpec,
     AutoscalerSpec,
@@ -436,6 +437,7 @@ class Scenario(StrictModel):
     monte_carlo: MonteCarloSpec = Field(
         default_factory=MonteCarloSpec, description="Independent runs and failover risk (see monte_carlo)."
     )
+    plan: PlanSpec | None = Field(None, description="What `plan` searches (see plan); ignored by simulate.")
     variants: Variants = Field(
         default_factory=dict,
         description="name -> {dotted.key: value}: the same scenario under each set of overrides, compared "

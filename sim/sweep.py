@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from sim.errors import InputError
+from sim.executor import LocalExecutor, Progress
 from sim.loader import apply_overrides, load_scenario_dict, read_yaml, set_path
 from sim.resolve import resolve
 from sim.run import SimulationResult, run_simulation
@@ -48,12 +48,26 @@ class SweepPoint:
         return "__".join(parts).replace("/", "_")
 
 
+@dataclass(frozen=True)
+class PointOutcome:
+    """What a point sends back from wherever it ran: its table row, its cold-start rows and its
+    summary.json document (None when the point could not run; `error` says why)."""
+
+    row: dict
+    startup: list[dict]
+    summary_document: dict | None
+    error: str | None
+
+    @property
+    def summary(self) -> dict | None:
+        return None if self.summary_document is None else self.summary_document["summary"]
+
+
 @dataclass
 class SweepResult:
     name: str
     points: list[SweepPoint]
-    results: list[SimulationResult | None]  # None where the point could not run
-    errors: list[str | None]
+    outcomes: list[PointOutcome]
     table: pd.DataFrame
     startup: pd.DataFrame
     grid_keys: list[str] = field(default_factory=list)
@@ -91,32 +105,54 @@ def _row(point: SweepPoint, result: SimulationResult | None, error: str | None) 
     return row | {"error": ""}
 
 
-def _startup_rows(points, results) -> list[dict]:
-    rows, seen = [], set()
-    for point, result in zip(points, results, strict=True):
-        if result is None or not result.startup or point.series in seen:
-            continue
-        seen.add(point.series)
-        for cache, b in result.startup.items():
-            rows.append(
-                {
-                    "series": point.series,
-                    "runtime": b.runtime,
-                    "cache": cache,
-                    **{f"{k}_s": v for k, v in b.components.items()},
-                    "time_to_ready_s": b.total_s,
-                    "first_request_s": b.first_request_s,
-                }
-            )
-    return rows
+def _startup_rows(point: SweepPoint, result: SimulationResult) -> list[dict]:
+    return [
+        {
+            "series": point.series,
+            "runtime": b.runtime,
+            "cache": cache,
+            **{f"{k}_s": v for k, v in b.components.items()},
+            "time_to_ready_s": b.total_s,
+            "first_request_s": b.first_request_s,
+        }
+        for cache, b in result.startup.items()
+    ]
+
+
+@dataclass(frozen=True)
+class PointJob:
+    point: SweepPoint
+    scenario: dict  # the point's raw scenario (validated where it runs)
+    base_dir: Path
+    seed: int | None
+
+
+def run_point(job: PointJob) -> PointOutcome:
+    """One sweep point, start to outcome (module-level so worker processes and Ray tasks can import it)."""
+    from sim.report.files import summary_document
+
+    try:
+        result = run_simulation(
+            resolve(load_scenario_dict(job.scenario, base_dir=job.base_dir)), seed=job.seed
+        )
+    except InputError as err:
+        return PointOutcome(_row(job.point, None, str(err)), [], None, str(err))
+    return PointOutcome(
+        _row(job.point, result, None),
+        _startup_rows(job.point, result),
+        summary_document(result, per_request=False),
+        None,
+    )
 
 
 def run_sweep(
     path: str | Path,
     overrides=(),
     seed: int | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
+    executor=None,
 ) -> SweepResult:
+    """executor: where the points run (sim/executor.py); default one after another in this process."""
     path = Path(path)
     raw = apply_overrides(read_yaml(path), overrides)
     base = load_scenario_dict(raw, base_dir=path.parent)  # validates the base and the sweep block
@@ -125,27 +161,24 @@ def run_sweep(
     points = expand(base.sweep)
     base_raw = copy.deepcopy(raw)
     base_raw.pop("sweep")
-    results, errors, rows = [], [], []
-    for i, point in enumerate(points):
-        if progress:
-            progress(i, len(points), point.label)
+    jobs = []
+    for point in points:
         data = copy.deepcopy(base_raw)
         for key, value in point.values.items():
             set_path(data, key.split("."), value, source="sweep")
-        try:
-            result = run_simulation(resolve(load_scenario_dict(data, base_dir=path.parent)), seed=seed)
-            error = None
-        except InputError as err:
-            result, error = None, str(err)
-        results.append(result)
-        errors.append(error)
-        rows.append(_row(point, result, error))
+        jobs.append(PointJob(point, data, path.parent, seed))
+    executor = executor or LocalExecutor(1)
+    outcomes = executor.map(run_point, jobs, labels=[p.label for p in points], progress=progress)
+    startup, seen = [], set()
+    for point, outcome in zip(points, outcomes, strict=True):
+        if outcome.startup and point.series not in seen:  # one cold-start table per series
+            seen.add(point.series)
+            startup += outcome.startup
     return SweepResult(
         base.name,
         points,
-        results,
-        errors,
-        pd.DataFrame(rows),
-        pd.DataFrame(_startup_rows(points, results)),
+        outcomes,
+        pd.DataFrame([o.row for o in outcomes]),
+        pd.DataFrame(startup),
         list(base.sweep.grid),
     )

@@ -41,9 +41,8 @@ def test_shipped_scenario_runs(path):
         return
     elif scenario.sweep is not None:
         sweep = run_sweep(path)
-        ran = [r for r in sweep.results if r is not None]
-        assert ran, "no point of the sweep could run"
-        summaries = [r.summary for r in ran]
+        summaries = [o.summary for o in sweep.outcomes if o.summary is not None]
+        assert summaries, "no point of the sweep could run"
     else:
         summaries = [run_simulation(resolve(scenario)).summary]
     for s in summaries:

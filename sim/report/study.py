@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 from sim import __version__  # noqa: E402
 from sim.report.figures import save_figure  # noqa: E402
 from sim.report.files import _clean  # noqa: E402
+from sim.report.tables import markdown_table  # noqa: E402
 from sim.risk.study import Study  # noqa: E402
 
 METHODS = {
@@ -57,15 +58,6 @@ def _stack(arrays: list[np.ndarray]) -> np.ndarray:
     for i, a in enumerate(arrays):
         out[i, : len(a)] = a
     return out
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    cells = [[str(c) for c in frame.columns]] + [
-        [str(v) for v in row] for row in frame.itertuples(index=False)
-    ]
-    lines = ["| " + " | ".join(row) + " |" for row in cells]
-    lines.insert(1, "|" + "|".join("---" for _ in frame.columns) + "|")
-    return "\n".join(lines)
 
 
 def side_by_side(study: Study) -> pd.DataFrame:
@@ -125,7 +117,7 @@ def write_study(study: Study, out_dir: Path, *, plot: bool) -> list[Path]:
     md = out_dir / "variants.md"
     md.write_text(
         f"# {study.name}: {study.runs} run(s) per variant (simulated by servesim {__version__})\n\n"
-        + markdown_table(table)
+        + markdown_table(table, floatfmt=None)
         + f"\n\nIntervals: {study.confidence:.0%} confidence; {METHODS['mean_interval']}; "
         f"failover risk: {METHODS['risk_interval']}.\n"
     )

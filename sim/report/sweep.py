@@ -13,19 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from sim.report.figures import save_figure  # noqa: E402
-from sim.report.files import summary_document  # noqa: E402
+from sim.report.tables import markdown_table  # noqa: E402
 from sim.sweep import SweepResult  # noqa: E402
-
-
-def _markdown(frame, floatfmt=".3g") -> str:
-    if frame.empty:
-        return "(no rows)\n"
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.itertuples(index=False):
-        cells = [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def plot_sweep(sweep: SweepResult, path: Path) -> Path | None:
@@ -59,16 +48,14 @@ def write_sweep(sweep: SweepResult, out_dir: Path, *, plot: bool) -> list[Path]:
         csv = out_dir / f"{name}.csv"
         frame.to_csv(csv, index=False, float_format="%.9g")
         md = out_dir / f"{name}.md"
-        md.write_text(f"# {sweep.name}: {name} (simulated)\n\n" + _markdown(frame))
+        md.write_text(f"# {sweep.name}: {name} (simulated)\n\n" + markdown_table(frame))
         written += [csv, md]
     points_dir = out_dir / "points"
-    for point, result in zip(sweep.points, sweep.results, strict=True):
-        if result is not None:
+    for point, outcome in zip(sweep.points, sweep.outcomes, strict=True):
+        if outcome.summary_document is not None:
             folder = points_dir / point.label
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "summary.json").write_text(
-                json.dumps(summary_document(result, per_request=False), indent=2) + "\n"
-            )
+            (folder / "summary.json").write_text(json.dumps(outcome.summary_document, indent=2) + "\n")
     if plot and (png := plot_sweep(sweep, out_dir / "sweep.png")):
         written.append(png)
     return written

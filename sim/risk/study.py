@@ -9,10 +9,6 @@ lengths and faults). Results never depend on the number of worker processes.
 from __future__ import annotations
 
 import copy
-import multiprocessing
-import os
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import InputError
+from sim.executor import LocalExecutor, Progress
 from sim.loader import apply_overrides, load_scenario_dict, read_yaml, set_path
 from sim.resolve import resolve
 from sim.risk.digest import RunDigest, digest
@@ -162,8 +159,10 @@ def run_study(
     plot: bool = True,
     table_format: str = "csv",
     requests_table: bool = True,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
+    executor=None,
 ) -> Study:
+    """executor: where the runs execute (sim/executor.py); default local processes, `jobs` of them."""
     base, variants = expand_variants(path, overrides)
     mc = base.monte_carlo
     runs = runs or mc.runs
@@ -175,23 +174,8 @@ def run_study(
             jobs_list.append(
                 StudyJob(label, i, base_seed + i, scenario, write_dir, plot, table_format, requests_table)
             )
-    workers = min(jobs or mc.jobs or os.cpu_count() or 1, len(jobs_list))
-    digests: list[RunDigest | None] = [None] * len(jobs_list)
-    if progress:
-        progress(0, len(jobs_list), "")
-    if workers <= 1:
-        for k, job in enumerate(jobs_list):
-            digests[k] = execute(job)
-            if progress:
-                progress(k + 1, len(jobs_list), f"{job.label or base.name} run {job.run}")
-    else:
-        # spawn, not fork: the parent may hold threads (progress bar) whose locks a forked child would copy.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(execute, job): k for k, job in enumerate(jobs_list)}
-            for done, future in enumerate(as_completed(futures), 1):
-                k = futures[future]
-                digests[k] = future.result()
-                if progress:
-                    job = jobs_list[k]
-                    progress(done, len(jobs_list), f"{job.label or base.name} run {job.run}")
+    if executor is None:
+        executor = LocalExecutor(jobs or mc.jobs)
+    labels = [f"{job.label or base.name} run {job.run}" for job in jobs_list]
+    digests = executor.map(execute, jobs_list, labels=labels, progress=progress)
     return Study(base.name, base, [label for label, _ in variants], runs, mc.confidence, digests)
