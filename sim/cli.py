@@ -55,6 +55,7 @@ def _fail(message: str) -> None:
     help="Format of requests and timeseries tables (parquet: columnar, needs servesim[parquet]).",
 )
 @click.option("--no-requests", is_flag=True, help="Skip the per-request table (one row per request).")
+@click.option("--report", is_flag=True, help="Also write report.html: one self-contained page (offline).")
 @click.option("--schema", is_flag=True, help="Print the scenario JSON Schema and exit.")
 @click.option(
     "--runs",
@@ -80,6 +81,7 @@ def main(
     no_plot,
     table_format,
     no_requests,
+    report,
     schema,
     runs,
     jobs,
@@ -115,12 +117,12 @@ def main(
             if runs is not None and runs > 1:
                 _fail("--runs: a sweep runs one seed per point; use variants for Monte Carlo comparisons")
             with executor_for(executor, jobs, address) as ex:
-                _sweep(scenario, sc, overrides, seed, out_dir, as_json, no_plot, ex)
+                _sweep(scenario, sc, overrides, seed, out_dir, as_json, no_plot, ex, report)
             return
         if sc.variants or (runs or sc.monte_carlo.runs) > 1:
             tables = {"table_format": table_format, "requests_table": not no_requests}
             with executor_for(executor, jobs or sc.monte_carlo.jobs, address) as ex:
-                _study(scenario, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, ex)
+                _study(scenario, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, ex, report)
             return
         resolved = resolve(sc)
         result = _run(resolved, seed, show_progress=not as_json)
@@ -135,10 +137,14 @@ def main(
             result,
             target,
             per_request=per_request or sc.metrics.per_request,
-            plot=not no_plot,
+            plot=report or not no_plot,
             table_format=table_format,
             requests_table=not no_requests,
         )
+        if report:
+            from sim.report.pages import run_page
+
+            written.append(run_page(result, written, target))
     except OSError as exc:
         _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
     if as_json:
@@ -182,7 +188,7 @@ def executor_for(kind: str, jobs: int | None, address: str | None):
         executor.close()
 
 
-def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot, executor):
+def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot, executor, report):
     from sim.report.sweep import write_sweep
     from sim.sweep import run_sweep
 
@@ -195,7 +201,11 @@ def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot, executor):
     )
     target = out_dir or Path("results") / sc.name
     try:
-        written = write_sweep(sweep, target, plot=not no_plot)
+        written = write_sweep(sweep, target, plot=report or not no_plot)
+        if report:
+            from sim.report.pages import sweep_page
+
+            written.append(sweep_page(sweep, written, target))
     except OSError as exc:
         _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
     if as_json:
@@ -206,7 +216,7 @@ def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot, executor):
     print_sweep(sweep, Console(), written)
 
 
-def _study(path, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, executor):
+def _study(path, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, executor, report):
     from sim.report.study import side_by_side, write_study
     from sim.risk.study import run_study
 
@@ -216,7 +226,11 @@ def _study(path, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, e
         "runs", "", sc.name, as_json, lambda progress: run_study(path, overrides, progress=progress, **kwargs)
     )
     try:
-        written = write_study(study, target, plot=not no_plot)
+        written = write_study(study, target, plot=report or not no_plot)
+        if report:
+            from sim.report.pages import study_page
+
+            written.append(study_page(study, written, target))
     except OSError as exc:
         _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
     if as_json:

@@ -17,6 +17,7 @@ from sim import scenario as S
 from sim import scenario_dynamics as D
 from sim.architecture import ModelArchitecture
 from sim.hardware import HardwareSpec
+from sim.plan.spec import PlanSpec
 from sim.strict import StrictModel
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -51,6 +52,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("metrics", S.MetricsSpec),
     ("startup", S.StartupSpec),
     ("sweep", S.SweepSpec),
+    ("plan (read by the `plan` command)", PlanSpec),
     ("model (inline architecture)", ModelArchitecture),
     ("hardware (inline datasheet)", HardwareSpec),
 ]
@@ -66,6 +68,7 @@ def _type_name(annotation) -> str:
         "sim.scenario.",
         "sim.architecture.",
         "sim.hardware.",
+        "sim.plan.spec.",
         "typing.",
     ):
         text = text.replace(prefix, "")

@@ -133,6 +133,7 @@ def evaluate_candidate(job: CandidateJob) -> dict:
             "mean_replicas": result.fleet_log["replica_seconds"] / duration if duration else replicas,
             "ttft_p99_ms": result.summary["ttft_ms_p99"],
             "tpot_p99_ms": result.summary["tpot_ms_p99"],
+            "step_costs": result.cost_model_name,  # measured profile or datasheet roofline
         }
         return good >= job.attainment
 

@@ -1,1 +1,2 @@
-"""Reports of a run: result files (summary.json, requests.csv, timeseries.csv/png) and the console table."""
+"""Reports: result files of each command (summary.json, tables as CSV or Parquet, figures), the console
+tables, and report.html pages (pages.py, html.py)."""

@@ -39,6 +39,7 @@ SHOWN = [  # plan.md / console columns, in order (plan.csv has every column)
     "usd_per_1m_good",
     "good_requests_per_usd",
     "failover_risk",
+    "step_costs",
     "reason",
 ]
 
@@ -145,30 +146,10 @@ def write_plan(result: PlanResult, out_dir: Path, *, plot: bool, report: bool) -
         written.append(png)
         figures.append(png)
     if report:
-        from sim.report.html import Report
+        from sim.report.pages import plan_page
 
-        page = Report(f"plan: {result.name}", subtitle=f"servesim {__version__}, simulated")
-        page.text(
-            f"Target {result.target_rps:g} req/s at {result.attainment:.0%} SLO attainment"
-            + (f", budget ${result.budget_usd_per_hour:g}/hour" if result.budget_usd_per_hour else "")
-            + f". Cheapest: {result.cheapest or 'none'}; most robust: {result.robust or 'not assessed'}."
-        )
-        page.table("Candidates, ranked", shown)
-        for png in figures:
-            page.figure(png, "Cost vs goodput capacity; the Pareto front in blue")
-        page.table("How each number was obtained", _methods_frame(result))
-        if result.cheapest is not None:
-            page.code(
-                "best.yaml (the cheapest, ready to run)", yaml.safe_dump(result.scenarios[result.cheapest])
-            )
-        written.append(page.write(out_dir / "report.html"))
+        written.append(plan_page(result, shown, figures, out_dir))
     return written
-
-
-def _methods_frame(result: PlanResult):
-    import pandas as pd
-
-    return pd.DataFrame([{"number": k, "how": v} for k, v in methods(result).items()])
 
 
 def print_plan(result: PlanResult, console: Console, written: list | None = None) -> None:
@@ -176,15 +157,15 @@ def print_plan(result: PlanResult, console: Console, written: list | None = None
         title=f"{result.name}: {result.target_rps:g} req/s at {result.attainment:.0%} SLO attainment",
         caption=f"simulated; prices: {result.pricing} list prices (sources in plan.csv); {result.risk_note}",
     )
-    for col in ("candidate", "hw", "replicas", "$/hour", "$/1M good", "risk"):
-        table.add_column(col, justify="left" if col in ("candidate", "hw") else "right")
-    table.add_column("note", max_width=48, overflow="ellipsis", no_wrap=True)
+    table.add_column("candidate", no_wrap=True)
+    for col in ("replicas", "$/hour", "$/1M good", "risk"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("note", max_width=40, overflow="ellipsis", no_wrap=True)
     for row in result.table.to_dict("records"):
         feasible = row.get("feasible")
         risk = row.get("failover_risk")
         table.add_row(
             row["candidate"],
-            f"{row.get('hardware', '-')} x{row.get('tp', '-')}",
             str(int(row["replicas"])) if feasible else "-",
             f"{row['usd_per_hour']:,.2f}" if feasible else "-",
             f"{row['usd_per_1m_good']:,.0f}" if feasible else "-",
