@@ -65,6 +65,9 @@ def test_study_results_do_not_depend_on_the_number_of_local_processes(tmp_path):
     pd.testing.assert_frame_equal(_digest_frame(one), _digest_frame(two), check_exact=True)
 
 
+# ray.init starts its daemons with subprocess (fork, then exec at once): harmless beside JAX's threads, which
+# an earlier test may have started in this process.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_ray_and_local_execution_give_identical_results(tmp_path):
     pytest.importorskip("ray", reason="needs servesim[ray]")
     study_path, sweep_path = _study_file(tmp_path), _sweep_file(tmp_path)

@@ -142,8 +142,21 @@ def test_plan_command_writes_ranked_tables_pareto_and_a_ready_scenario(tmp_path)
     best = read_yaml(out / "best.yaml")
     assert best["fleet"]["replicas"] == 3 and best["fleet"]["usd_per_chip_hour"] == 10.0
     assert best["workload"]["arrivals"]["rate"] == 25 and "plan" not in best
+    assert "monte_carlo" not in best  # the user's own block (none here), not the search's runs=1
     rerun = run_simulation(resolve(load_scenario_dict(best)))  # the winner runs as written
     assert attainment_of(rerun) >= 0.9
+
+
+def test_ready_scenario_paths_work_from_the_results_folder(tmp_path):
+    """best.yaml lives in the results folder: a profile named relative to the scenario must still load."""
+    from sim.plan.search import CandidateJob, ready_scenario
+    from sim.plan.spec import PlanSpec
+
+    raw = {**BASE, "profile": "../profiles/p.json"}
+    job = CandidateJob("x", {}, raw, Path("scenarios"), 25.0, 0.9, PlanSpec())
+    data = ready_scenario(job, {"replicas": 2}, 3.0, {"runs": 5})
+    assert data["profile"] == str((Path("scenarios") / "../profiles/p.json").resolve())
+    assert data["monte_carlo"] == {"runs": 5} and data["fleet"]["replicas"] == 2
 
 
 def test_plan_command_errors_are_one_line_exit_2(tmp_path):

@@ -114,7 +114,10 @@ def main(
         written = write_plan(result, target, plot=not no_plot, report=report)
     except OSError as exc:
         _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
-    print_plan(result, Console(), written)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)  # a piped table keeps its columns whole
+    print_plan(result, console, written)
 
 
 if __name__ == "__main__":

@@ -174,11 +174,20 @@ def _risk_faults(raw: dict, target_rps: float) -> tuple[dict, str]:
     )
 
 
-def ready_scenario(job: CandidateJob, row: dict, price: float) -> dict:
-    """The candidate as a scenario file a user can run: sized, at the target rate, priced."""
+def ready_scenario(job: CandidateJob, row: dict, price: float, monte_carlo: dict | None) -> dict:
+    """The candidate as a scenario file a user can run from anywhere: sized, at the target rate, priced,
+    with the user's own monte_carlo block and file paths made absolute (it is written elsewhere)."""
     data = fleet_raw(job.raw, job.target_rps, int(row["replicas"]))
     data["name"] = re.sub(r"[^A-Za-z0-9_.\-]", "-", f"{data['name']}__{job.label}")  # a valid scenario name
     data.setdefault("fleet", {})["usd_per_chip_hour"] = price
+    data.pop("monte_carlo", None)
+    if monte_carlo is not None:
+        data["monte_carlo"] = copy.deepcopy(monte_carlo)
+    if data.get("profile"):
+        data["profile"] = str((job.base_dir / data["profile"]).resolve())
+    lengths = data["workload"]["lengths"]
+    if lengths.get("path"):
+        lengths["path"] = str((job.base_dir / lengths["path"]).resolve())
     return data
 
 
@@ -240,7 +249,9 @@ def run_plan(
     if "failover_risk" in eligible and eligible["failover_risk"].notna().any():
         robust = eligible.sort_values(["failover_risk", "usd_per_hour"])["candidate"].iloc[0]
     scenarios = {
-        row["candidate"]: ready_scenario(by_label[row["candidate"]], row, row["usd_per_chip_hour"])
+        row["candidate"]: ready_scenario(
+            by_label[row["candidate"]], row, row["usd_per_chip_hour"], raw.get("monte_carlo")
+        )
         for row in table[table["feasible"]].to_dict("records")
     }
     return PlanResult(
