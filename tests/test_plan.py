@@ -159,6 +159,13 @@ def test_ready_scenario_paths_work_from_the_results_folder(tmp_path):
     assert data["monte_carlo"] == {"runs": 5} and data["fleet"]["replicas"] == 2
 
 
+def test_nothing_feasible_is_an_answer_with_reasons():
+    data = {**BASE, "plan": {**BASE["plan"], "max_replicas": 2}}
+    result = run_plan(data, Path("."), target_rps=25, attainment=0.9, prices=PRICES)
+    assert result.cheapest is None and result.pareto == [] and not result.scenarios
+    assert all("plan.max_replicas" in reason for reason in result.table["reason"])
+
+
 def test_plan_command_errors_are_one_line_exit_2(tmp_path):
     scenario = tmp_path / "two.yaml"
     scenario.write_text(yaml.safe_dump({k: v for k, v in BASE.items() if k != "plan"}))

@@ -4,8 +4,8 @@ For every candidate of the scenario's `plan.space`:
 1. per-replica capacity -- bisection on the rate of one replica under the scenario's steady traffic shape
    (lengths and arrival process; spikes, autoscaler and faults left out), capacity.py;
 2. fleet size -- the smallest replica count, from ceil(target / capacity) up (capacity at the optimistic
-   end of its bracket), whose run of the *whole*
-   scenario at the target rate (spikes, autoscaler with that many as its minimum) meets the attainment;
+   end of its bracket), whose run of the scenario at the target rate (spikes, autoscaler with that many as
+   its minimum; faults are left to the risk runs) meets the attainment;
 3. cost -- mean replicas x chips per replica x the price table's $/chip-hour.
 Then the cheapest `finalists` get a failover risk: Monte Carlo runs with the scenario's faults (or, without
 any, the loss of one host at mid-run), P(breach of monte_carlo.objective) with its Wilson interval.
@@ -68,8 +68,10 @@ def probe_raw(raw: dict, rate: float, requests: int) -> dict:
 
 
 def fleet_raw(raw: dict, target_rps: float, replicas: int) -> dict:
-    """The whole scenario at the target base rate with `replicas` (the autoscaler's minimum, if any)."""
+    """The whole scenario at the target base rate with `replicas` (the autoscaler's minimum, if any), without
+    its faults: sizing asks what the healthy fleet needs; the risk runs add the faults back."""
     data = copy.deepcopy(raw)
+    data.pop("faults", None)
     data.setdefault("fleet", {})["replicas"] = replicas
     data["workload"]["arrivals"]["rate"] = target_rps
     scaler = data.get("autoscaler")
@@ -180,6 +182,8 @@ def ready_scenario(job: CandidateJob, row: dict, price: float, monte_carlo: dict
     data = fleet_raw(job.raw, job.target_rps, int(row["replicas"]))
     data["name"] = re.sub(r"[^A-Za-z0-9_.\-]", "-", f"{data['name']}__{job.label}")  # a valid scenario name
     data.setdefault("fleet", {})["usd_per_chip_hour"] = price
+    if job.raw.get("faults"):
+        data["faults"] = copy.deepcopy(job.raw["faults"])
     data.pop("monte_carlo", None)
     if monte_carlo is not None:
         data["monte_carlo"] = copy.deepcopy(monte_carlo)
@@ -344,6 +348,8 @@ def _ranked(table: pd.DataFrame) -> pd.DataFrame:
 
 def pareto_front(table: pd.DataFrame) -> list[str]:
     """Candidates no other beats on both cost ($/hour, lower) and fleet capacity (req/s, higher)."""
+    if table.empty:
+        return []
     points = list(zip(table["candidate"], table["usd_per_hour"], table["fleet_capacity_rps"], strict=True))
     front = []
     for name, cost, capacity in points:
