@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
@@ -23,6 +23,24 @@ from sim.errors import InputError
 
 Progress = Callable[[int, int, str], None]  # (done, total, label of the item just done)
 EXECUTORS = ("local", "ray")
+
+
+def _gather(
+    total: int,
+    finished: Iterator[tuple[int, Any]],
+    labels: Sequence[str] | None,
+    progress: Progress | None,
+) -> list:
+    """Results in item order from (item index, result) pairs in the order the items finished, reporting
+    progress as they come: what every executor does once it knows how to run items."""
+    results: list = [None] * total
+    if progress:
+        progress(0, total, "")
+    for done, (k, result) in enumerate(finished, 1):
+        results[k] = result
+        if progress:
+            progress(done, total, labels[k] if labels else "")
+    return results
 
 
 class LocalExecutor:
@@ -39,25 +57,13 @@ class LocalExecutor:
         labels: Sequence[str] | None = None,
         progress: Progress | None = None,
     ) -> list:
-        total = len(items)
-        results: list = [None] * total
-        if progress:
-            progress(0, total, "")
-        workers = min(self.jobs or os.cpu_count() or 1, total)
+        workers = min(self.jobs or os.cpu_count() or 1, len(items))
         if workers <= 1:
-            for k, item in enumerate(items):
-                results[k] = fn(item)
-                if progress:
-                    progress(k + 1, total, labels[k] if labels else "")
-            return results
+            return _gather(len(items), ((k, fn(item)) for k, item in enumerate(items)), labels, progress)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(fn, item): k for k, item in enumerate(items)}
-            for done, future in enumerate(as_completed(futures), 1):
-                k = futures[future]
-                results[k] = future.result()
-                if progress:
-                    progress(done, total, labels[k] if labels else "")
-        return results
+            finished = ((futures[f], f.result()) for f in as_completed(futures))
+            return _gather(len(items), finished, labels, progress)
 
     def close(self) -> None:
         pass
@@ -97,24 +103,19 @@ class RayExecutor:
         labels: Sequence[str] | None = None,
         progress: Progress | None = None,
     ) -> list:
+        return _gather(len(items), self._finished(fn, items), labels, progress)
+
+    def _finished(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """(index, result) of each Ray task as it finishes."""
         ray = self._ray
-        total = len(items)
-        if progress:
-            progress(0, total, "")
         remote = ray.remote(fn)
         refs = [remote.remote(item) for item in items]
         index = {ref: k for k, ref in enumerate(refs)}
-        results: list = [None] * total
-        pending, done = list(refs), 0
+        pending = refs
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                k = index[ref]
-                results[k] = ray.get(ref)
-                done += 1
-                if progress:
-                    progress(done, total, labels[k] if labels else "")
-        return results
+                yield index[ref], ray.get(ref)
 
     def close(self) -> None:
         if self._started:
