@@ -6,20 +6,13 @@ Bad input of any kind ends with one line on stderr and exit code 2, never a trac
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 
+from sim.cli import _counting, _fail, executor_for
 from sim.errors import InputError
-
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,7 +73,6 @@ def main(
         _fail("--budget: must be > 0")
     if jobs is not None and jobs < 1:
         _fail("--jobs: must be >= 1")
-    from sim.cli import _counting, executor_for
     from sim.loader import apply_overrides, read_yaml
     from sim.plan.prices import load_prices
     from sim.plan.search import run_plan

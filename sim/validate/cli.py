@@ -14,12 +14,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from sim.cli import _fail
 from sim.errors import InputError
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
