@@ -119,11 +119,9 @@ def test_cheapest_of_two_options_by_hand():
     assert fast["usd_per_1m_good"] == pytest.approx(30.0 / (fast["goodput_rps"] * 3600) * 1e6)
     # Pareto: slow_cheap costs more and sustains less (5 x 5.03 < 3 x 10.1): dominated.
     assert result.pareto == ["option=fast_dear"]
-    committed = run_plan(
-        BASE, Path("."), target_rps=25, attainment=0.9, prices=PRICES, budget_usd_per_hour=32
-    )
-    assert committed.cheapest == "option=fast_dear"
-    assert not committed.table.set_index("candidate").loc["option=slow_cheap", "within_budget"]
+    budgeted = run_plan(BASE, Path("."), target_rps=25, attainment=0.9, prices=PRICES, budget_usd_per_hour=32)
+    assert budgeted.cheapest == "option=fast_dear"
+    assert not budgeted.table.set_index("candidate").loc["option=slow_cheap", "within_budget"]
 
 
 def test_plan_command_writes_ranked_tables_pareto_and_a_ready_scenario(tmp_path):

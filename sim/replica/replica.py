@@ -320,8 +320,7 @@ class Replica:
                 run.seconds, run.compute, run.memory = seconds[:k], compute[:k], memory[:k]
                 run.comm, run.overhead, run.stall = comm[:k], overhead[:k], stall[:k]
                 run.padding = [padding] * k
-                if k < max_steps:
-                    self.cost_model.retract(comm[k:], stall[k:])
+                self._retract(comm[k:], stall[k:])
                 return
         step_cost = self.cost_model.step_cost
         t = run.start
