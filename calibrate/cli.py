@@ -129,13 +129,13 @@ def main(
 
 
 def _lookup(host: str, model_name: str):
-    from sim.resolve import _lookup_hardware, _lookup_model
+    from sim.resolve import lookup_hardware, lookup_model
 
-    arch = _lookup_model(model_name)
+    arch = lookup_model(model_name)
     if host not in catalog.hardware_entries():
         known = ", ".join(sorted(catalog.hardware_entries()))
         raise InputError(f"unknown host '{host}'; known: {known}", "--host")
-    return arch, _lookup_hardware(host)
+    return arch, lookup_hardware(host)
 
 
 def run(

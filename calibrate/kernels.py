@@ -87,10 +87,10 @@ def traffic_calls(resolved, *, per_case: int) -> list[AttentionCall]:
     over their sizes (smallest to largest)."""
     from sim.replica.request import RequestState
     from sim.replica.scheduler import Scheduler, SchedulerConfig
-    from sim.traffic import build_workload
+    from sim.traffic.workload import build_workload
 
     e = resolved.engine
-    seed = resolved.scenario.seed
+    seed = resolved.seed
     sched = Scheduler(
         SchedulerConfig(
             e.max_num_seqs,
@@ -100,7 +100,7 @@ def traffic_calls(resolved, *, per_case: int) -> list[AttentionCall]:
             e.enable_chunked_prefill,
         )
     )
-    workload = build_workload(resolved.scenario, seed)
+    workload = build_workload(resolved.workload, seed)
     pending = deque(
         RequestState(i, float(t), int(p), int(min(o, e.max_model_len - p)))
         for i, (t, p, o) in enumerate(

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.client import CompletionsClient, RequestRecord, prompt_tokens
-from sim.traffic import Workload
+from sim.traffic.workload import Workload
 
 
 @dataclass

@@ -105,6 +105,11 @@ class ModelArchitecture(BaseModel):
         """2 (K and V) x layers x kv_heads x head_dim x bytes: 128 KiB/token for Llama-3.1-8B in bf16."""
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype_bytes
 
+    def kv_bytes_per_token_per_chip(self, tp: int) -> int:
+        """KV heads are split across TP ranks; with more ranks than KV heads each rank keeps one replica."""
+        heads_per_chip = max(1, -(-self.num_kv_heads // tp))
+        return 2 * self.num_layers * heads_per_chip * self.head_dim * self.dtype_bytes
+
     # ---- activations --------------------------------------------------------------------------------
     @property
     def activation_bytes_per_token_per_layer(self) -> int:

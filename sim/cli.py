@@ -129,7 +129,8 @@ def main(
     except InputError as err:
         _fail(str(err))
 
-    from sim.report.files import summary_document, write_results
+    from sim.document import summary_document
+    from sim.report.files import write_results
 
     target = out_dir or Path("results") / sc.name
     try:

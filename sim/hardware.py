@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from sim.registry import RegistryKey
+
+
+def _kinds():
+    from sim.hardware_kinds import HARDWARE_KINDS
+
+    return HARDWARE_KINDS
 
 
 class HardwareSpec(BaseModel):
@@ -13,8 +21,8 @@ class HardwareSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field("custom", description="Label used in reports.")
-    kind: Literal["gpu", "tpu", "cpu"] = Field(
-        ..., description="Selects vLLM's defaults and the runtime family."
+    kind: Annotated[str, RegistryKey(_kinds, "hardware kind")] = Field(
+        ..., description="Selects vLLM's defaults and the runtime family (sim/hardware_kinds.py)."
     )
     source: str = Field("inline", description="Datasheet or measurement the numbers come from.")
     peak_bf16_tflops: float = Field(..., gt=0, description="Dense BF16 peak, TFLOP/s.")

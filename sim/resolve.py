@@ -1,71 +1,86 @@
-"""Turn a validated Scenario into concrete numbers: catalog entries looked up, vLLM's defaults filled in (each
-with the source it was taken from), the SLO chosen and the memory plan checked.
+"""Turn a validated Scenario into one complete, resolved configuration: catalog entries looked up, vLLM's
+defaults filled in, the TP link chosen, the step-cost factors, the runtime and the start-up parts fixed,
+the SLO chosen and the memory plan checked -- each value with the source it was taken from, in one
+provenance map.
 
+Everything downstream (the run, the fleet, replicas, runtimes, step costs) reads this object, never the raw
+scenario; the scenario stays attached only for reports and studies, which show or vary what the user wrote.
 Everything that can be wrong only in combination (a model that does not fit, a budget below max_num_seqs)
 is checked here and raised as an InputError naming the field to change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sim import catalog
 from sim.architecture import ModelArchitecture
+from sim.cost.base import DeviceTimeModel, StepCostModel
+from sim.cost.collectives import TPLink, resolve_link
+from sim.cost.factory import CostInputs, CostSettings, build_step_model, check_profile_matches, resolve_cost
 from sim.errors import InputError
+from sim.fleet.settings import FleetSettings
 from sim.hardware import HardwareSpec
+from sim.hardware_kinds import HARDWARE_KINDS, KVSizing
+from sim.metrics.slo import SLO
 from sim.profile import Profile, load_profile
 from sim.replica.memory import GIB, MemoryPlan, estimate_activation_bytes, plan_memory
-from sim.scenario import Scenario
-
-# Sources of the defaults below (shared/reference/vllm_gpu_tpu_facts.md).
-_SRC_BATCH = "vLLM v0.33 EngineArgs.get_batch_defaults for `vllm serve` (facts §2.1)"
-_SRC_TPU_BATCH = (
-    "vLLM v0.33 generic small-device defaults; the TPU table never matches tpu-inference's device name "
-    "(facts §1.6, marked [inferred] there)"
-)
-_SRC_BLOCK_GPU = "vLLM CacheConfig.DEFAULT_BLOCK_SIZE = 16 (facts §2.1)"
-_SRC_BLOCK_TPU = "tpu-inference get_page_size: next_pow2(max_model_len)//16 clamped to [16, 256], 16 above 8192 (facts §1.6)"
-_SRC_UTIL = "vLLM v0.33 gpu_memory_utilization default 0.92 (facts §2.1)"
-_SRC_MAXLEN = "vLLM default: the model's max_position_embeddings"
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedEngine:
-    """The vLLM engine configuration in force, after defaults."""
-
-    max_num_batched_tokens: int
-    max_num_seqs: int
-    block_size: int
-    gpu_memory_utilization: float
-    max_model_len: int
-    enable_chunked_prefill: bool
-    enable_prefix_caching: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedSLO:
-    name: str  # the SLO class, or "custom"
-    ttft_ms: float
-    tpot_ms: float
-    e2e_ms: float | None
+from sim.replica.scheduler import SchedulerConfig
+from sim.runtime.engine import ResolvedEngine, resolve_engine
+from sim.runtime.settings import RuntimeInputs, RuntimeSettings, resolve_runtime
+from sim.runtime.startup import StartupPlan, resolve_startup
+from sim.scenario import MetricsSpec, Scenario
+from sim.traffic.workload import WorkloadPlan
 
 
 @dataclass(frozen=True)
 class ResolvedScenario:
-    scenario: Scenario
+    scenario: Scenario  # what the user wrote: for reports and studies only (the run reads the fields below)
+    name: str
+    seed: int
     model: ModelArchitecture
     hardware: HardwareSpec
-    engine: ResolvedEngine
-    slo: ResolvedSLO
-    memory: MemoryPlan
+    hardware_name: str  # the catalog key (or the inline datasheet's name): what price tables are keyed by
     tp: int
-    replicas_per_host: int  # replicas sharing one host (a TP group never spans hosts)
+    engine: ResolvedEngine
+    memory: MemoryPlan
+    slo: SLO
+    link: TPLink | None  # the interconnect of the TP group (None without TP)
+    cost: CostSettings
+    runtime: RuntimeSettings | None  # None with a constant step time, which bypasses the runtime layer
+    startup: StartupPlan
+    fleet: FleetSettings
+    workload: WorkloadPlan
+    metrics: MetricsSpec
     profile: Profile | None  # the scenario's calibration profile, read and validated once here
-    provenance: dict[str, str] = field(default_factory=dict)  # knob -> where its value came from
+    provenance: dict[str, str]  # "section.knob" -> where its value came from
+
+    @property
+    def replicas_per_host(self) -> int:
+        return self.fleet.replicas_per_host
 
     @property
     def num_hosts(self) -> int:
-        return -(-self.scenario.fleet.replicas // self.replicas_per_host)
+        return -(-self.fleet.replicas // self.fleet.replicas_per_host)
+
+    @property
+    def scheduler_config(self) -> SchedulerConfig:
+        return SchedulerConfig(
+            max_num_seqs=self.engine.max_num_seqs,
+            max_num_batched_tokens=self.engine.max_num_batched_tokens,
+            block_size=self.engine.block_size,
+            num_blocks=self.memory.num_blocks,
+            enable_chunked_prefill=self.engine.enable_chunked_prefill,
+        )
+
+    def build_step_model(self) -> DeviceTimeModel | StepCostModel:
+        """The step-cost model the resolved cost settings describe (sim/cost/factory.py)."""
+        return build_step_model(self.cost, self.model, self.hardware, self.tp, self.link)
+
+    def provenance_of(self, section: str) -> dict[str, str]:
+        """The provenance entries of one section ("engine", "cost", "runtime", ...), without the prefix."""
+        prefix = section + "."
+        return {k[len(prefix) :]: v for k, v in self.provenance.items() if k.startswith(prefix)}
 
 
 def _lookup(spec, cls, entries: dict, field: str):
@@ -78,87 +93,15 @@ def _lookup(spec, cls, entries: dict, field: str):
     return cls(**extra, **entries[spec])
 
 
-def _lookup_model(spec: str | ModelArchitecture) -> ModelArchitecture:
+def lookup_model(spec: str | ModelArchitecture) -> ModelArchitecture:
     return _lookup(spec, ModelArchitecture, catalog.model_entries(), "model")
 
 
-def _lookup_hardware(spec: str | HardwareSpec) -> HardwareSpec:
+def lookup_hardware(spec: str | HardwareSpec) -> HardwareSpec:
     return _lookup(spec, HardwareSpec, catalog.hardware_entries(), "hardware")
 
 
-def _is_large_gpu(hw: HardwareSpec) -> bool:
-    """vLLM's large tier: >= 70 GiB of device memory and not an A100."""
-    return hw.memory_bytes >= 70 * GIB and "A100" not in hw.name
-
-
-def _batch_defaults(hw: HardwareSpec) -> tuple[int, int, str]:
-    if hw.kind == "tpu":
-        return 2048, 256, _SRC_TPU_BATCH
-    if hw.kind == "cpu":
-        return 2048, 256, "vLLM v0.33 generic small-device defaults (facts §2.1)"
-    if hw.memory_bytes >= 160 * GIB:
-        return 16384, 1024, _SRC_BATCH
-    if _is_large_gpu(hw):
-        return 8192, 1024, _SRC_BATCH
-    return 2048, 256, _SRC_BATCH
-
-
-def _tpu_page_size(max_model_len: int) -> int:
-    if max_model_len > 8192:
-        return 16
-    next_pow2 = 1 << (max_model_len - 1).bit_length()
-    return min(256, max(16, next_pow2 // 16))
-
-
-def _resolve_engine(sc: Scenario, arch: ModelArchitecture, hw: HardwareSpec) -> tuple[ResolvedEngine, dict]:
-    eng = sc.engine
-    prov: dict[str, str] = {}
-
-    def pick(name: str, user_value, default, source: str):
-        if user_value is not None:
-            prov[name] = "scenario"
-            return user_value
-        prov[name] = source
-        return default
-
-    budget_default, seqs_default, batch_src = _batch_defaults(hw)
-    max_model_len = pick("max_model_len", eng.max_model_len, arch.max_position_embeddings, _SRC_MAXLEN)
-    if max_model_len > arch.max_position_embeddings:
-        raise InputError(
-            f"{max_model_len} exceeds the model's max_position_embeddings ({arch.max_position_embeddings})",
-            "engine.max_model_len",
-        )
-    max_num_seqs = pick("max_num_seqs", eng.max_num_seqs, seqs_default, batch_src)
-    budget = pick("max_num_batched_tokens", eng.max_num_batched_tokens, budget_default, batch_src)
-    if not eng.enable_chunked_prefill and budget < max_model_len:
-        # vLLM raises the budget so that one whole prompt always fits when it cannot chunk (facts §2.1).
-        budget = max_model_len
-        prov["max_num_batched_tokens"] += "; raised to max_model_len because chunked prefill is off"
-    if eng.max_num_batched_tokens is None:
-        budget = min(budget, max_num_seqs * max_model_len)
-    if budget < max_num_seqs:
-        raise InputError(
-            f"max_num_batched_tokens ({budget}) must be >= max_num_seqs ({max_num_seqs}), as vLLM requires",
-            "engine.max_num_batched_tokens",
-        )
-    if hw.kind == "tpu":
-        block_size = pick("block_size", eng.block_size, _tpu_page_size(max_model_len), _SRC_BLOCK_TPU)
-    else:
-        block_size = pick("block_size", eng.block_size, 16, _SRC_BLOCK_GPU)
-    util = pick("gpu_memory_utilization", eng.gpu_memory_utilization, 0.92, _SRC_UTIL)
-    resolved = ResolvedEngine(
-        max_num_batched_tokens=budget,
-        max_num_seqs=max_num_seqs,
-        block_size=block_size,
-        gpu_memory_utilization=util,
-        max_model_len=max_model_len,
-        enable_chunked_prefill=eng.enable_chunked_prefill,
-        enable_prefix_caching=eng.enable_prefix_caching,
-    )
-    return resolved, prov
-
-
-def _resolve_slo(sc: Scenario, arch: ModelArchitecture) -> ResolvedSLO:
+def _resolve_slo(sc: Scenario, arch: ModelArchitecture) -> SLO:
     classes = catalog.slo_classes()
     spec = sc.slo
     name = spec.slo_class
@@ -168,7 +111,7 @@ def _resolve_slo(sc: Scenario, arch: ModelArchitecture) -> ResolvedSLO:
         raise InputError(f"unknown SLO class '{name}'; known: {', '.join(sorted(classes))}", "slo.class")
     base = classes[name]
     overridden = spec.ttft_ms is not None or spec.tpot_ms is not None
-    return ResolvedSLO(
+    return SLO(
         name=f"{name} (overridden)" if overridden else name,
         ttft_ms=spec.ttft_ms if spec.ttft_ms is not None else base["ttft_ms"],
         tpot_ms=spec.tpot_ms if spec.tpot_ms is not None else base["tpot_ms"],
@@ -176,9 +119,8 @@ def _resolve_slo(sc: Scenario, arch: ModelArchitecture) -> ResolvedSLO:
     )
 
 
-def resolve(sc: Scenario) -> ResolvedScenario:
-    arch = _lookup_model(sc.model)
-    hw = _lookup_hardware(sc.hardware)
+def _placement(sc: Scenario, arch: ModelArchitecture, hw: HardwareSpec) -> tuple[int, int]:
+    """(TP, replicas per host), checked against the host and the model's heads."""
     tp = sc.fleet.tensor_parallel_size
     if tp > hw.chips_per_host:
         raise InputError(
@@ -196,30 +138,32 @@ def resolve(sc: Scenario) -> ResolvedScenario:
             f"{per_host} replicas x TP{tp} need {per_host * tp} chips but a {hw.name} host has {hw.chips_per_host}",
             "fleet.replicas_per_host",
         )
-    engine, prov = _resolve_engine(sc, arch, hw)
+    return tp, per_host
 
-    if (
-        hw.kind == "cpu"
-        and sc.engine.kv_cache_space_gib is None
-        and sc.engine.num_gpu_blocks_override is None
-    ):
+
+def _memory(
+    sc: Scenario, arch: ModelArchitecture, hw: HardwareSpec, engine: ResolvedEngine, tp: int, prov: dict
+) -> MemoryPlan:
+    spec = sc.engine
+    sizing = HARDWARE_KINDS[hw.kind].kv_sizing
+    if sizing is KVSizing.GIVEN and spec.kv_cache_space_gib is None and spec.num_gpu_blocks_override is None:
         raise InputError(
-            "required on CPU hosts: vLLM's CPU backend sizes its KV cache from VLLM_CPU_KVCACHE_SPACE; give the "
-            "value the server runs with",
+            f"required on {hw.kind} hosts: vLLM's CPU backend sizes its KV cache from VLLM_CPU_KVCACHE_SPACE; "
+            "give the value the server runs with",
             "engine.kv_cache_space_gib",
         )
-    if sc.engine.activation_reserve_gib is not None:
-        activation = int(sc.engine.activation_reserve_gib * GIB)
-        prov["activation_reserve"] = "scenario"
-    elif hw.kind == "tpu":
+    if spec.activation_reserve_gib is not None:
+        activation = int(spec.activation_reserve_gib * GIB)
+        prov["engine.activation_reserve"] = "scenario"
+    elif sizing is KVSizing.AFTER_WEIGHTS:
         activation = 0
-        prov["activation_reserve"] = (
-            "tpu-inference allocates KV before precompile; activations use the (1 - utilization) share (facts §1.6)"
+        prov["engine.activation_reserve"] = (
+            "tpu-inference allocates KV before precompile; activations use the (1 - utilization) share "
+            "(docs/references.md#kv-cache-memory)"
         )
     else:
         activation = estimate_activation_bytes(arch, engine.max_num_batched_tokens, engine.max_num_seqs, tp)
-        prov["activation_reserve"] = "estimated (sim/replica/memory.py:estimate_activation_bytes)"
-
+        prov["engine.activation_reserve"] = "estimated (sim/replica/memory.py:estimate_activation_bytes)"
     memory = plan_memory(
         arch,
         hw,
@@ -227,10 +171,8 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         gpu_memory_utilization=engine.gpu_memory_utilization,
         activation_bytes=activation,
         block_size=engine.block_size,
-        num_gpu_blocks_override=sc.engine.num_gpu_blocks_override,
-        kv_cache_bytes=None
-        if sc.engine.kv_cache_space_gib is None
-        else int(sc.engine.kv_cache_space_gib * GIB),
+        num_gpu_blocks_override=spec.num_gpu_blocks_override,
+        kv_cache_bytes=None if spec.kv_cache_space_gib is None else int(spec.kv_cache_space_gib * GIB),
     )
     if memory.blocks_source == "derived" and memory.kv_bytes <= 0:
         raise InputError(
@@ -248,19 +190,94 @@ def resolve(sc: Scenario) -> ResolvedScenario:
             "gpu_memory_utilization or tensor_parallel_size, as vLLM would ask at startup",
             "engine.max_model_len",
         )
+    return memory
+
+
+def _prefixed(section: str, entries: dict[str, str]) -> dict[str, str]:
+    return {f"{section}.{k}": v for k, v in entries.items()}
+
+
+def resolve(sc: Scenario) -> ResolvedScenario:
+    arch = lookup_model(sc.model)
+    hw = lookup_hardware(sc.hardware)
+    hardware_name = sc.hardware if isinstance(sc.hardware, str) else hw.name
+    kind = HARDWARE_KINDS[hw.kind]
+    tp, per_host = _placement(sc, arch, hw)
+    engine, engine_prov = resolve_engine(sc.engine, arch, hw)
+    prov = _prefixed("engine", engine_prov)
+    memory = _memory(sc, arch, hw, engine, tp, prov)
     slo = _resolve_slo(sc, arch)
     profile = load_profile(sc.profile) if sc.profile is not None else None
-    prov["model"] = arch.source
-    prov["hardware"] = hw.source
+    link = resolve_link(hw, tp, sc.fleet.interconnect, sc.fleet.collective_jitter_sigma)
+    cost = resolve_cost(
+        sc.cost_model,
+        CostInputs(
+            model=arch,
+            hardware=hw,
+            catalog_section=kind.catalog_section,
+            tp=tp,
+            profile=profile,
+            profile_path=sc.profile,
+        ),
+    )
+    if profile is not None and sc.profile is not None:
+        on = hardware_name if isinstance(sc.hardware, str) else None
+        check_profile_matches(profile, arch.name, on, tp, sc.profile)
+    runtime = (
+        resolve_runtime(RuntimeInputs(sc.engine, engine, arch, hw, tp, link, profile))
+        if cost.uses_runtime
+        else None
+    )
+    startup = resolve_startup(
+        sc.startup, kind.catalog_section, arch.weight_bytes, profile.startup if profile is not None else []
+    )
+    api_overhead_s = profile.api_overhead_s or 0.0 if profile is not None else 0.0
+    fleet = FleetSettings(
+        replicas=sc.fleet.replicas,
+        tensor_parallel_size=tp,
+        replicas_per_host=per_host,
+        router=sc.fleet.router,
+        admission=sc.fleet.admission,
+        retry=sc.fleet.retry,
+        autoscaler=sc.autoscaler,
+        faults=sc.faults,
+        stockout_probability=startup.stockout_probability,
+        stockout_retry_s=startup.stockout_retry_s,
+        request_timeout_s=sc.workload.request_timeout_s,
+        max_model_len=engine.max_model_len,
+        api_overhead_s=api_overhead_s,
+        usd_per_chip_hour=sc.fleet.usd_per_chip_hour,
+    )
+    prov |= {"model": arch.source, "hardware": hw.source}
+    prov["fleet.api_overhead_s"] = (
+        f"{api_overhead_s} per request, measured by calibrate against a live server ({sc.profile})"
+        if api_overhead_s
+        else "none (no measured API overhead in a profile)"
+    )
+    prov |= _prefixed("cost", cost.provenance)
+    if link is not None:
+        prov |= _prefixed("link", link.provenance)
+    if runtime is not None:
+        prov |= _prefixed("runtime", runtime.provenance)
+    prov |= _prefixed("startup", startup.provenance)
     return ResolvedScenario(
         scenario=sc,
+        name=sc.name,
+        seed=sc.seed,
         model=arch,
         hardware=hw,
-        engine=engine,
-        slo=slo,
-        memory=memory,
+        hardware_name=hardware_name,
         tp=tp,
-        replicas_per_host=per_host,
+        engine=engine,
+        memory=memory,
+        slo=slo,
+        link=link,
+        cost=cost,
+        runtime=runtime,
+        startup=startup,
+        fleet=fleet,
+        workload=WorkloadPlan(sc.workload, sc.num_requests, sc.duration_s),
+        metrics=sc.metrics,
         profile=profile,
         provenance=prov,
     )

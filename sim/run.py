@@ -17,20 +17,20 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from sim.cost import build_cost_model
+from sim.cost.base import DeviceTimeModel, StepCostModel
 from sim.fleet.autoscaler import Autoscaler
 from sim.fleet.fleet import Fleet
+from sim.fleet.sampler import StateSampler
 from sim.metrics.itl import pooled_itl
 from sim.metrics.requests import request_table
 from sim.metrics.summary import good_mask, summarize
-from sim.metrics.timeseries import StateSampler, build_timeseries, choose_window_s
-from sim.replica.replica import ReplicaStats
+from sim.metrics.timeseries import build_timeseries, choose_window_s
+from sim.replica.ledger import ReplicaStats
 from sim.replica.request import RequestState
 from sim.resolve import ResolvedScenario
-from sim.runtime.settings import RuntimeSettings, resolve_runtime
+from sim.runtime.settings import RuntimeSettings
 from sim.runtime.startup import StartupBreakdown, startup_breakdown
-from sim.scenario import ConstantCost
-from sim.traffic import Workload, build_workload
+from sim.traffic.workload import Workload, build_workload
 
 ProgressCallback = Callable[[float, float], None]  # (simulated seconds so far, expected horizon)
 
@@ -46,7 +46,6 @@ class SimulationResult:
     timeseries: pd.DataFrame
     step_end_s: list[np.ndarray]  # per replica: end time of every engine step
     replica_stats: list[ReplicaStats]
-    cost_provenance: dict[str, str]
     cost_model_name: str
     runtime: RuntimeSettings | None  # None with a constant step cost, which bypasses the runtime layer
     startup: dict[str, StartupBreakdown]  # "cold" / "warm" -> a replica's time to ready
@@ -57,31 +56,6 @@ class SimulationResult:
     @property
     def num_steps(self) -> int:
         return sum(s.num_steps for s in self.replica_stats)
-
-
-def fleet_log(fleet: Fleet, autoscaler: Autoscaler | None, end_s: float) -> dict:
-    """What happened to the fleet: each replica's life, the event log, the autoscaler's decisions."""
-    return {
-        "replica_seconds": fleet.capacity_seconds(end_s),
-        "lives": [
-            {
-                "replica": i,
-                "started_s": life.started_s,
-                "ready_s": life.ready_s,
-                "ended_s": life.ended_s,
-                "end_reason": life.end_reason,
-            }
-            for i, life in enumerate(fleet.lives)
-        ],
-        "launches_lost": [
-            {"started_s": life.started_s, "ended_s": life.ended_s, "end_reason": life.end_reason}
-            for life in fleet.ended_launches
-        ],
-        "events": [{"t_s": t, "event": what, "detail": detail} for t, what, detail in fleet.events],
-        "autoscaler": autoscaler.decisions if autoscaler is not None else [],
-        "retries": fleet.num_retries,
-        "hosts_used": len(fleet.hosts.hosts),
-    }
 
 
 def run_simulation(
@@ -98,52 +72,55 @@ def run_simulation(
     if event_skipping is None:
         event_skipping = os.environ.get("SERVESIM_EVENT_SKIPPING", "1") != "0"
     started = time.perf_counter()
-    sc = resolved.scenario
-    seed = sc.seed if seed is None else seed
-    workload = workload if workload is not None else build_workload(sc, seed)
-    base = build_cost_model(resolved)
-    if isinstance(sc.cost_model, ConstantCost):
-        runtime = None
-        startup = {"cold": startup_breakdown(resolved, None, "cold")}
+    seed = resolved.seed if seed is None else seed
+    workload = workload if workload is not None else build_workload(resolved.workload, seed)
+    model = resolved.build_step_model()
+    runtime = resolved.runtime
+    if runtime is None:  # a constant step time: no runtime layer, one stateless model for every replica
+        assert isinstance(model, StepCostModel)
+        constant = model
+        startup = {"cold": startup_breakdown(resolved.startup, None, "cold")}
         new_replica_start = startup["cold"]
+        cost_model_name = constant.name
 
-        def make_cost_model(replica_id: int):
-            return base
+        def make_cost_model(replica_id: int) -> StepCostModel:
+            return constant
 
     else:
-        runtime = resolve_runtime(resolved)
+        assert isinstance(model, DeviceTimeModel)
+        device, settings = model, runtime
         prompt = int(workload.prompt_tokens[0]) if workload.num_requests else 0
         startup = {
             cache: startup_breakdown(
-                resolved,
-                runtime,
+                resolved.startup,
+                settings,
                 cache,
-                base=base,
+                device=device,
                 prompt_tokens=min(prompt, resolved.engine.max_num_batched_tokens),
             )
             for cache in ("cold", "warm")
         }
-        new_replica_start = startup[runtime.scenario_cache]
+        new_replica_start = startup[settings.scenario_cache]
+        cost_model_name = f"{device.name} + {settings.name} runtime"
 
-        def make_cost_model(replica_id: int):
-            return runtime.build(base, replica_id, seed)
-
-    provenance = dict(base.provenance) | (runtime.provenance if runtime else {})
+        def make_cost_model(replica_id: int) -> StepCostModel:
+            return settings.build(device, replica_id, seed)
 
     env = simpy.Environment()
     fleet = Fleet(
         env,
-        resolved,
+        resolved.fleet,
+        resolved.scheduler_config,
         make_cost_model,
         workload,
         seed=seed,
-        api_overhead_s=getattr(base, "api_overhead_s", 0.0),
         startup=new_replica_start,
         event_skipping=event_skipping,
     )
-    autoscaler = Autoscaler(env, sc.autoscaler, fleet) if sc.autoscaler is not None else None
+    scaler = resolved.fleet.autoscaler
+    autoscaler = Autoscaler(env, scaler, fleet.controller) if scaler is not None else None
     horizon = float(workload.arrival_s[-1]) if workload.num_requests else 0.0
-    sampler = StateSampler(env, fleet, choose_window_s(horizon, sc.metrics.window_s))
+    sampler = StateSampler(env, fleet, choose_window_s(horizon, resolved.metrics.window_s))
     fleet.watchers.append(lambda: sampler.next_s)
     if autoscaler is not None:
         fleet.watchers.append(autoscaler.next_read_s)
@@ -160,19 +137,22 @@ def run_simulation(
             gc.freeze()
     finally:
         gc.unfreeze()
-    sampler.finish()
+    samples = sampler.finish()
 
     requests = fleet.requests
-    step_end_s = [np.frombuffer(r.step_end_s, dtype=np.float64) for r in fleet.replicas]
-    table = request_table(requests, sc.workload.request_timeout_s, workload.output_tokens)
+    step_end_s = [np.frombuffer(r.ledger.step_end_s, dtype=np.float64) for r in fleet.replicas]
+    replica_stats = [r.ledger.stats() for r in fleet.replicas]
+    table = request_table(requests, resolved.fleet.request_timeout_s, workload.output_tokens)
     ok = table["success"].to_numpy()
-    itl_values, itl_counts = pooled_itl((r for r, s in zip(requests, ok, strict=True) if s), step_end_s)
+    itl_values, itl_counts = pooled_itl(
+        ((r.replica_id, r.segments) for r, s in zip(requests, ok, strict=True) if s), step_end_s
+    )
     summary = summarize(table, itl_values, itl_counts, resolved.slo)
-    timeseries = build_timeseries(table, good_mask(table, resolved.slo), sampler, summary["duration_s"])
+    timeseries = build_timeseries(table, good_mask(table, resolved.slo), samples, summary["duration_s"])
     warnings = []
-    extrapolated = getattr(base, "num_extrapolated_steps", 0)
+    extrapolated = sum(s.extrapolated_steps for s in replica_stats)
     if extrapolated:
-        total = sum(s.num_steps for s in (r.stats for r in fleet.replicas))
+        total = sum(s.num_steps for s in replica_stats)
         warnings.append(
             f"{extrapolated} of {total} engine steps were larger than any step in the profile; they were priced "
             "by the roofline scaled to the profile at the edge of its range"
@@ -186,12 +166,11 @@ def run_simulation(
         summary=summary,
         timeseries=timeseries,
         step_end_s=step_end_s,
-        replica_stats=[r.stats for r in fleet.replicas],
-        cost_provenance=provenance,
-        cost_model_name=base.name if runtime is None else f"{base.name} + {runtime.name} runtime",
+        replica_stats=replica_stats,
+        cost_model_name=cost_model_name,
         runtime=runtime,
         startup=startup,
-        fleet_log=fleet_log(fleet, autoscaler, env.now),
+        fleet_log=fleet.log(env.now) | {"autoscaler": autoscaler.decisions if autoscaler is not None else []},
         warnings=warnings,
         wall_s=time.perf_counter() - started,
     )

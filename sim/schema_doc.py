@@ -8,51 +8,56 @@ A test regenerates it and compares with the committed file.
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from sim import scenario as S
-from sim import scenario_dynamics as D
+from sim import scenario_studies as Studies
 from sim.architecture import ModelArchitecture
+from sim.cost import spec as C
+from sim.fleet import spec as F
 from sim.hardware import HardwareSpec
-from sim.plan.spec import PlanSpec
+from sim.registry import RegistryKey
+from sim.runtime import spec as R
 from sim.strict import StrictModel
+from sim.traffic import spec as T
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Scenario (top level)", S.Scenario),
-    ("engine", S.EngineSpec),
-    ("engine.cuda", S.CudaSpec),
-    ("engine.xla", S.XlaSpec),
-    ("workload", S.WorkloadSpec),
-    ("workload.arrivals", S.ArrivalSpec),
-    ("workload.arrivals.schedule[]", S.RatePoint),
-    ("workload.arrivals.spikes[]", S.FlashSpike),
-    ("workload.arrivals.diurnal", S.Diurnal),
-    ("workload.lengths, kind: fixed", S.FixedLengths),
-    ("workload.lengths, kind: random", S.RandomLengths),
-    ("workload.lengths, kind: lognormal", S.LognormalLengths),
-    ("workload.lengths, kind: sharegpt_like", S.ShareGPTLikeLengths),
-    ("workload.lengths, kind: sharegpt_file", S.ShareGPTFileLengths),
-    ("workload.lengths, kind: trace", S.TraceLengths),
-    ("fleet", S.FleetSpec),
-    ("fleet.admission", D.AdmissionSpec),
-    ("fleet.retry", D.RetrySpec),
-    ("autoscaler", D.AutoscalerSpec),
-    ("faults", D.FaultsSpec),
-    ("faults.chip_failures / faults.host_failures", D.FailureProcess),
-    ("faults.preemption / faults.maintenance", D.NoticeProcess),
-    ("faults.inject[]", D.InjectedFault),
-    ("monte_carlo", D.MonteCarloSpec),
-    ("monte_carlo.objective", D.ObjectiveSpec),
+    ("engine", R.EngineSpec),
+    ("engine.cuda", R.CudaSpec),
+    ("engine.xla", R.XlaSpec),
+    ("workload", T.WorkloadSpec),
+    ("workload.arrivals", T.ArrivalSpec),
+    ("workload.arrivals.schedule[]", T.RatePoint),
+    ("workload.arrivals.spikes[]", T.FlashSpike),
+    ("workload.arrivals.diurnal", T.Diurnal),
+    ("workload.lengths, kind: fixed", T.FixedLengths),
+    ("workload.lengths, kind: random", T.RandomLengths),
+    ("workload.lengths, kind: lognormal", T.LognormalLengths),
+    ("workload.lengths, kind: sharegpt_like", T.ShareGPTLikeLengths),
+    ("workload.lengths, kind: sharegpt_file", T.ShareGPTFileLengths),
+    ("workload.lengths, kind: trace", T.TraceLengths),
+    ("fleet", F.FleetSpec),
+    ("fleet.admission", F.AdmissionSpec),
+    ("fleet.retry", F.RetrySpec),
+    ("autoscaler", F.AutoscalerSpec),
+    ("faults", F.FaultsSpec),
+    ("faults.chip_failures / faults.host_failures", F.FailureProcess),
+    ("faults.preemption / faults.maintenance", F.NoticeProcess),
+    ("faults.inject[]", F.InjectedFault),
+    ("monte_carlo", Studies.MonteCarloSpec),
+    ("monte_carlo.objective", Studies.ObjectiveSpec),
     ("slo", S.SLOSpec),
-    ("cost_model, kind: roofline", S.RooflineCost),
-    ("cost_model, kind: constant", S.ConstantCost),
+    ("cost_model, kind: roofline", C.RooflineCost),
+    ("cost_model, kind: constant", C.ConstantCost),
     ("metrics", S.MetricsSpec),
-    ("startup", S.StartupSpec),
-    ("sweep", S.SweepSpec),
-    ("plan (read by the `plan` command)", PlanSpec),
+    ("startup", R.StartupSpec),
+    ("sweep", Studies.SweepSpec),
+    ("plan (read by the `plan` command)", Studies.PlanSpec),
     ("model (inline architecture)", ModelArchitecture),
     ("hardware (inline datasheet)", HardwareSpec),
 ]
@@ -62,13 +67,22 @@ def _type_name(annotation) -> str:
     text = str(annotation) if not isinstance(annotation, type) else annotation.__name__
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _type_name(typing.get_args(annotation)[0])
+        base, *extra = typing.get_args(annotation)
+        keys = [marker for marker in extra if isinstance(marker, RegistryKey)]
+        if keys:  # a registry's keys, listed when the docs are made
+            return " | ".join(f"'{key}'" for key in keys[0].names())
+        return _type_name(base)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in typing.get_args(annotation))
     for prefix in (
-        "sim.scenario_dynamics.",
+        "sim.scenario_studies.",
         "sim.scenario.",
+        "sim.traffic.spec.",
+        "sim.fleet.spec.",
+        "sim.runtime.spec.",
+        "sim.cost.spec.",
         "sim.architecture.",
         "sim.hardware.",
-        "sim.plan.spec.",
         "typing.",
     ):
         text = text.replace(prefix, "")

@@ -19,7 +19,7 @@ from sim.executor import LocalExecutor, Progress
 from sim.loader import apply_overrides, load_scenario_dict, read_yaml, set_path
 from sim.resolve import resolve
 from sim.run import SimulationResult, run_simulation
-from sim.scenario import SweepSpec
+from sim.scenario_studies import SweepSpec
 
 METRICS = {  # table column -> summary key
     "output_tok_s": "output_throughput_tok_s",
@@ -99,9 +99,9 @@ def _row(point: SweepPoint, result: SimulationResult | None, error: str | None) 
     row |= {col: result.summary[key] for col, key in METRICS.items()}
     stats = result.replica_stats
     tokens = sum(s.num_tokens for s in stats)
-    padding = sum(s.padding_tokens for s in stats)
+    padding = int(sum(s.totals["padding_tokens"] for s in stats))
     row["padding_frac"] = padding / (tokens + padding) if tokens + padding else 0.0
-    row["compile_stall_s"] = sum(s.compile_stall_s for s in stats)
+    row["compile_stall_s"] = sum(s.totals["compile_stall_s"] for s in stats)
     return row | {"error": ""}
 
 
@@ -129,7 +129,7 @@ class PointJob:
 
 def run_point(job: PointJob) -> PointOutcome:
     """One sweep point, start to outcome (module-level so worker processes and Ray tasks can import it)."""
-    from sim.report.files import summary_document
+    from sim.document import summary_document
 
     try:
         result = run_simulation(

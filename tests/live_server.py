@@ -59,9 +59,9 @@ def _complete(base: str, model: str) -> dict:
 @contextlib.contextmanager
 def vllm_cpu_server(work_dir: Path):
     from calibrate.hf_config import write_model_dir
-    from sim.resolve import _lookup_model
+    from sim.resolve import lookup_model
 
-    model_dir = write_model_dir(_lookup_model("tiny-llama"), str(work_dir / "tiny-llama"))
+    model_dir = write_model_dir(lookup_model("tiny-llama"), str(work_dir / "tiny-llama"))
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = work_dir / "vllm-server.log"

@@ -87,7 +87,7 @@ def test_simulate_uses_the_profile(cpu_profile, tmp_path):
         assert result.exit_code == 0, result.output
         runs[label] = json.loads((out / "summary.json").read_text())
     assert runs["profile"]["summary"]["ttft_ms_mean"] != runs["roofline"]["summary"]["ttft_ms_mean"]
-    cost = runs["profile"]["servesim"]["provenance"]["cost_model"]
+    cost = runs["profile"]["servesim"]["provenance"]["cost"]
     assert "fitted to" in cost["step_times"]
     # The torch method times the forward only: vLLM's per-step engine work is added, with its source.
     assert cost["engine_overhead_s"].startswith("0.0034 per step (derived")

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim.fleet.faults import mean_time_to_failure_s, time_to_failure_s
-from sim.fleet.fleet import LOST, REJECT_FLEET, REJECT_REPLICA, TIMEOUT
-from sim.scenario_dynamics import FailureProcess
+from sim.fleet.intake import LOST, REJECT_FLEET, REJECT_REPLICA, TIMEOUT
+from sim.fleet.spec import FailureProcess
 from tests.helpers import simulate_dict, trace_scenario, write_trace
 
 STARTUP = {"provision_s": 5.0, "container_start_s": 3.0, "storage_bandwidth_gbs": 1000.0}

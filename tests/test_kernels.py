@@ -272,7 +272,6 @@ def test_kernel_shapes_come_from_the_simulated_traffic_mix():
 
 def test_a_kernels_section_replaces_the_roofline_attention_term(tmp_path):
     from calibrate.environment import provenance
-    from sim.cost import build_cost_model
     from sim.cost.base import StepBatch
     from sim.loader import load_scenario_dict
     from sim.profile import FitQuality, KernelFit, KernelSection, Profile, save_profile
@@ -309,14 +308,15 @@ def test_a_kernels_section_replaces_the_roofline_attention_term(tmp_path):
         "workload": {"lengths": {"kind": "fixed", "input_len": 8, "output_len": 8}, "arrivals": {"rate": 1}},
         "num_requests": 1,
     }
-    roof = build_cost_model(resolve(load_scenario_dict(base)))
-    kern = build_cost_model(
-        resolve(load_scenario_dict({**base, "cost_model": {"kind": "roofline", "attention": "kernel"}}))
-    )
+    roof = resolve(load_scenario_dict(base)).build_step_model()
+    kern = resolve(
+        load_scenario_dict({**base, "cost_model": {"kind": "roofline", "attention": "kernel"}})
+    ).build_step_model()
     batch = StepBatch(64, 64 * 2000, (), (), 64)  # 64 decodes over 2,000-token contexts
     tokens, pairs, kv = batch.work()
-    c_roof, m_roof, _ = roof.components(batch, 0, 0)
-    c_kern, m_kern, _ = kern.components(batch, 0, 0)
+    roof_parts, kern_parts = roof.parts(batch, 0, 0), kern.parts(batch, 0, 0)
+    c_roof, m_roof = roof_parts.compute_s, roof_parts.memory_s
+    c_kern, m_kern = kern_parts.compute_s, kern_parts.memory_s
     attention = 32 * (20e-6 + 1e-9 * kv)  # 32 layers
     assert c_kern == pytest.approx(c_roof - roof._attn_flops_per_pair * pairs / roof._flops_per_s + attention)
     assert m_kern == pytest.approx(m_roof - roof._kv_bytes_per_token * kv / roof._bytes_per_s + attention)
@@ -324,10 +324,8 @@ def test_a_kernels_section_replaces_the_roofline_attention_term(tmp_path):
     from sim.errors import InputError
 
     with pytest.raises(InputError, match="kernels section"):
-        build_cost_model(
-            resolve(
-                load_scenario_dict(
-                    {**base, "profile": None, "cost_model": {"kind": "roofline", "attention": "kernel"}}
-                )
+        resolve(
+            load_scenario_dict(
+                {**base, "profile": None, "cost_model": {"kind": "roofline", "attention": "kernel"}}
             )
         )

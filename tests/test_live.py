@@ -99,7 +99,7 @@ def test_endpoint_calibration_feeds_simulate(live_server, tmp_path):
     doc = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert (
         "measured by calibrate against a live server"
-        in doc["servesim"]["provenance"]["cost_model"]["api_overhead_s"]
+        in doc["servesim"]["provenance"]["fleet"]["api_overhead_s"]
     )
     # Every request pays the API overhead before the engine sees it: no TTFT is shorter.
     import pandas as pd

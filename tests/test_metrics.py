@@ -39,10 +39,10 @@ def test_pooled_itl_matches_per_request_lists_with_preemption():
     res = simulate_dict(data)
     assert res.table["num_preemptions"].sum() > 0
     ok = [r for r, s in zip(res.requests, res.table["success"], strict=True) if s]
-    per_request = [request_itl(r, res.step_end_s) for r in ok]
+    per_request = [request_itl(r.segments, res.step_end_s[r.replica_id]) for r in ok]
     flat = np.concatenate([np.asarray(x) for x in per_request if x])
     assert len(flat) == sum(r.num_output_tokens - 1 for r in ok)
-    values, counts = pooled_itl(ok, res.step_end_s)
+    values, counts = pooled_itl([(r.replica_id, r.segments) for r in ok], res.step_end_s)
     assert counts.sum() == len(flat)
     qs = [50, 90, 99]
     assert weighted_percentiles(values, counts, qs) == pytest.approx(np.percentile(flat, qs).tolist())

@@ -7,27 +7,28 @@ import pytest
 from sim.cost.collectives import ring_allreduce_s
 from sim.cost.roofline import expected_distinct_experts
 from sim.errors import InputError
+from sim.hardware_kinds import tpu_page_size
 from sim.loader import load_scenario_dict
 from sim.replica.memory import GIB, estimate_activation_bytes
-from sim.resolve import _lookup_model, _tpu_page_size, resolve
+from sim.resolve import lookup_model, resolve
 from tests.helpers import scenario_dict
 
 
 def test_llama_parameter_counts_and_kv_bytes():
-    m8 = _lookup_model("llama-3.1-8b")
+    m8 = lookup_model("llama-3.1-8b")
     assert m8.total_params == pytest.approx(8.03e9, rel=0.005)
     assert m8.weight_bytes == pytest.approx(16.06e9, rel=0.005)  # facts §4: 16.06 GB in bf16
     assert m8.kv_bytes_per_token == 128 * 1024  # facts §2.3
-    assert _lookup_model("llama-3.1-70b").kv_bytes_per_token == 320 * 1024
-    assert _lookup_model("llama-3.1-70b").total_params == pytest.approx(70.6e9, rel=0.01)
+    assert lookup_model("llama-3.1-70b").kv_bytes_per_token == 320 * 1024
+    assert lookup_model("llama-3.1-70b").total_params == pytest.approx(70.6e9, rel=0.01)
 
 
 def test_moe_active_and_total_params():
-    q = _lookup_model("qwen3-30b-a3b")
+    q = lookup_model("qwen3-30b-a3b")
     assert q.total_params == pytest.approx(30.5e9, rel=0.02)  # "30B total"
     active = q.num_layers * (q.attention_params_per_layer + q.active_mlp_params_per_layer)
     assert active == pytest.approx(3.0e9, rel=0.15)  # "3B active" (embeddings excluded)
-    mix = _lookup_model("mixtral-8x7b")
+    mix = lookup_model("mixtral-8x7b")
     assert mix.total_params == pytest.approx(46.7e9, rel=0.01)
 
 
@@ -40,7 +41,7 @@ def test_expected_distinct_experts_limits():
 
 def test_activation_estimate_near_the_published_vllm_log():
     # vLLM log, Llama-3-8B on H100: activations 2.38 GiB (gateway-api-inference-extension PR #550).
-    m8 = _lookup_model("llama-3.1-8b")
+    m8 = lookup_model("llama-3.1-8b")
     est = estimate_activation_bytes(m8, 8192, 1024, 1) / GIB
     assert est == pytest.approx(2.38, rel=0.25)
 
@@ -55,14 +56,14 @@ def test_vllm_defaults_by_hardware():
     assert (v6e.engine.max_num_batched_tokens, v6e.engine.max_num_seqs) == (2048, 256)
     assert v6e.engine.block_size == 128  # next_pow2(2048) // 16
     assert v6e.memory.activation_bytes == 0
-    assert "inferred" in v6e.provenance["max_num_seqs"]
+    assert "inferred" in v6e.provenance["engine.max_num_seqs"]
 
 
 @pytest.mark.parametrize(
     ("max_len", "page"), [(1024, 64), (2048, 128), (4096, 256), (8192, 256), (8193, 16), (200, 16)]
 )
 def test_tpu_page_size_rule(max_len, page):
-    assert _tpu_page_size(max_len) == page
+    assert tpu_page_size(max_len) == page
 
 
 def test_kv_capacity_on_h100():
@@ -112,23 +113,24 @@ def test_combinations_that_cannot_run(overrides, field):
 
 
 def test_roofline_decode_and_prefill_regimes():
-    from sim.cost import StepBatch, build_cost_model
+    from sim.cost.base import StepBatch
 
     r = resolve(load_scenario_dict(scenario_dict()))
-    model = build_cost_model(r)
-    # Batch-1 decode at short context: memory bound, ~ weights / (3.35 TB/s x 0.88) + 0.5 ms overhead.
-    one = model.step_cost(StepBatch(1, 128, (), (), 1))
-    assert one.bound == "memory"
-    assert one.seconds == pytest.approx(16.06e9 / (3.35e12 * 0.88) + 0.0005, rel=0.02)
+    model = r.build_step_model()
+    # Batch-1 decode at short context: memory bound, ~ weights / (3.35 TB/s x 0.88); 0.5 ms host overhead.
+    one = model.parts(StepBatch(1, 128, (), (), 1), 0, 0)
+    assert one.memory_s > one.compute_s
+    assert one.device_s == pytest.approx(16.06e9 / (3.35e12 * 0.88), rel=0.02)
+    assert model.overhead_s == 0.0005
     # A full 8192-token prefill chunk: compute bound, ~ 2 x 8e9 x 8192 / (989.4e12 x 0.73) plus attention.
-    big = model.step_cost(StepBatch(0, 0, (8192,), (8192,), 1))
-    assert big.bound == "compute"
+    big = model.parts(StepBatch(0, 0, (8192,), (8192,), 1), 0, 0)
+    assert big.compute_s > big.memory_s
     linear = 2 * 6.98e9 * 8192 / (989.4e12 * 0.73)
     assert linear < big.compute_s < linear * 1.25
     # More decode context means more KV bytes and a longer step.
     assert (
-        model.step_cost(StepBatch(64, 64 * 4000, (), (), 64)).seconds
-        > model.step_cost(StepBatch(64, 64 * 100, (), (), 64)).seconds
+        model.parts(StepBatch(64, 64 * 4000, (), (), 64), 0, 0).device_s
+        > model.parts(StepBatch(64, 64 * 100, (), (), 64), 0, 0).device_s
     )
 
 

@@ -148,7 +148,7 @@ def test_plan_command_writes_ranked_tables_pareto_and_a_ready_scenario(tmp_path)
 def test_ready_scenario_paths_work_from_the_results_folder(tmp_path):
     """best.yaml lives in the results folder: a profile named relative to the scenario must still load."""
     from sim.plan.search import CandidateJob, ready_scenario
-    from sim.plan.spec import PlanSpec
+    from sim.scenario_studies import PlanSpec
 
     raw = {**BASE, "profile": "../profiles/p.json"}
     job = CandidateJob("x", {}, raw, Path("scenarios"), 25.0, 0.9, PlanSpec())

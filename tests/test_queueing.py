@@ -46,8 +46,8 @@ def test_littles_law_on_the_time_series():
 
 @pytest.mark.parametrize("burstiness", [0.25, 1.0, 4.0])
 def test_gamma_arrivals_mean_and_cv(burstiness):
-    from sim.scenario import ArrivalSpec
     from sim.traffic.arrivals import arrival_times
+    from sim.traffic.spec import ArrivalSpec
 
     spec = ArrivalSpec(process="gamma", rate=50.0, burstiness=burstiness)
     times = arrival_times(spec, np.random.default_rng(7), num_requests=200_000, duration_s=None)
@@ -58,8 +58,8 @@ def test_gamma_arrivals_mean_and_cv(burstiness):
 
 def test_arrival_stream_matches_the_harness_draw():
     # The harness: np.random.default_rng(seed).gamma(shape=b, scale=1/(rate*b)), cumulated.
-    from sim.scenario import ArrivalSpec
     from sim.traffic.arrivals import arrival_times
+    from sim.traffic.spec import ArrivalSpec
 
     spec = ArrivalSpec(process="gamma", rate=4.0, burstiness=0.5)
     ours = arrival_times(spec, np.random.default_rng(0), num_requests=500, duration_s=None)

@@ -13,7 +13,7 @@ from sim.report.study import side_by_side, write_study
 from sim.risk.objective import attainment_series, judge
 from sim.risk.stats import mean_interval, wilson_interval
 from sim.risk.study import run_study
-from sim.scenario_dynamics import ObjectiveSpec
+from sim.scenario_studies import ObjectiveSpec
 from tests.helpers import scenario_dict
 
 SMALL = scenario_dict(

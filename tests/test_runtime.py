@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sim.cost import StepBatch, build_cost_model
+from sim.cost.base import StepBatch
 from sim.loader import load_scenario_dict
 from sim.resolve import resolve
-from sim.runtime.settings import resolve_runtime
 from sim.runtime.startup import startup_breakdown
 from tests.helpers import scenario_dict, simulate_dict, write_trace
 
@@ -19,8 +18,8 @@ TPU = {
 
 def runtime_for(**overrides):
     resolved = resolve(load_scenario_dict(scenario_dict(**overrides)))
-    base = build_cost_model(resolved)
-    settings = resolve_runtime(resolved)
+    base = resolved.build_step_model()
+    settings = resolved.runtime
     return resolved, base, settings, settings.build(base, 0, 0)
 
 
@@ -28,10 +27,10 @@ def test_cuda_decode_batch_of_9_runs_as_the_16_graph():
     _, base, settings, rt = runtime_for()
     batch = StepBatch(9, 9 * 100, (), (), 9)
     cost = rt.step_cost(batch)
-    padded = base.step_cost(StepBatch(9, 900, (), (), 9, num_padding_tokens=7, num_padding_seqs=7))
+    padded = base.parts(batch, 7, 7).device_s + base.overhead_s
     assert cost.padding_tokens == 7
-    assert cost.seconds == pytest.approx(padded.seconds)
-    assert cost.seconds > base.step_cost(batch).seconds
+    assert cost.seconds == pytest.approx(padded)
+    assert cost.seconds > base.parts(batch, 0, 0).device_s + base.overhead_s
 
 
 def test_cuda_mixed_and_eager_steps_pay_their_overheads():
@@ -44,7 +43,7 @@ def test_cuda_mixed_and_eager_steps_pay_their_overheads():
     big = StepBatch(0, 0, (2000,), (2000,), 1)  # above the largest capture size (512): eager, unpadded
     cost = rt.step_cost(big)
     assert cost.padding_tokens == 0
-    assert cost.seconds == pytest.approx(base.step_cost(big).seconds + 40e-6 * layers)
+    assert cost.seconds == pytest.approx(base.parts(big, 0, 0).device_s + base.overhead_s + 40e-6 * layers)
 
 
 def test_xla_padding_waste_by_hand(tmp_path):
@@ -55,7 +54,7 @@ def test_xla_padding_waste_by_hand(tmp_path):
     data["workload"] = {"lengths": {"kind": "trace", "path": str(trace)}}
     del data["num_requests"]
     res = simulate_dict(data)
-    from sim.report.files import runtime_block
+    from sim.document import runtime_block
 
     block = runtime_block(res)
     assert block["padding_tokens"] == 58 and block["tokens_computed"] == 102
@@ -84,7 +83,7 @@ def test_compile_on_miss_stalls_the_first_request_only(tmp_path):
     )
     # The second request finds both shapes compiled.
     assert cold.table["ttft_s"].iloc[1] == pytest.approx(warm.table["ttft_s"].iloc[1])
-    from sim.report.files import runtime_block
+    from sim.document import runtime_block
 
     assert runtime_block(cold)["compile_stalls"] == 2
     assert runtime_block(cold)["compile_stall_s"] == pytest.approx(60.8)
@@ -97,7 +96,7 @@ def test_compile_on_miss_stalls_the_first_request_only(tmp_path):
 
 def test_partial_precompile_misses_only_the_uncovered_bucket(tmp_path):
     res = _two_requests(tmp_path, {"backbone_compile_s": 30.0, "precompile_token_buckets": [16]})
-    from sim.report.files import runtime_block
+    from sim.document import runtime_block
 
     block = runtime_block(res)
     assert block["compile_stalls"] == 1  # the 128-token prefill shape; decode (16) was precompiled
@@ -109,20 +108,18 @@ def test_xla_startup_sums_its_precompile():
         **TPU, startup={"container_start_s": 10, "provision_s": 5, "storage_bandwidth_gbs": 4.0}
     )
     b = settings.compile_times.backbone_s
-    cold = startup_breakdown(resolved, settings, "cold")
+    cold = startup_breakdown(resolved.startup, settings, "cold")
     # 6 token buckets x 1 attention bucket backbones; 6 selects + 6 request-bucket functions, 0.1 s each.
     assert cold.components["xla_precompile"] == pytest.approx(6 * b + 12 * 0.1)
     assert cold.total_s == pytest.approx(5 + 10 + resolved.model.weight_bytes / 4e9 + 6 * b + 1.2)
-    warm = startup_breakdown(resolved, settings, "warm")
+    warm = startup_breakdown(resolved.startup, settings, "warm")
     assert warm.components["xla_precompile"] == pytest.approx(0.398 * (6 * b + 1.2))
-    two = resolve_runtime(
-        resolve(
-            load_scenario_dict(
-                scenario_dict(hardware="tpu-v6e", engine={**TPU["engine"], "xla": {"precompile_workers": 2}})
-            )
+    two = resolve(
+        load_scenario_dict(
+            scenario_dict(hardware="tpu-v6e", engine={**TPU["engine"], "xla": {"precompile_workers": 2}})
         )
-    )
-    assert startup_breakdown(resolved, two, "cold").components["xla_precompile"] == pytest.approx(
+    ).runtime
+    assert startup_breakdown(resolved.startup, two, "cold").components["xla_precompile"] == pytest.approx(
         (6 * b + 1.2) / 2
     )
 
@@ -133,21 +130,25 @@ def test_derived_backbone_compile_reproduces_the_published_warmup():
         hardware="tpu-v6e",
         engine={"max_model_len": 2048, "max_num_batched_tokens": 1024, "max_num_seqs": 128},
     )
-    assert startup_breakdown(resolved, settings, "cold").components["xla_precompile"] == pytest.approx(120.0)
+    assert startup_breakdown(resolved.startup, settings, "cold").components[
+        "xla_precompile"
+    ] == pytest.approx(120.0)
 
 
 def test_cuda_startup_sums_its_parts():
     resolved, base, settings, _ = runtime_for(startup={"container_start_s": 10, "storage_bandwidth_gbs": 4.0})
-    cold = startup_breakdown(resolved, settings, "cold")
+    cold = startup_breakdown(resolved.startup, settings, "cold")
     assert cold.components["cuda_graph_capture"] == pytest.approx(51 * 0.149)
     # A new GPU machine: the catalog's estimated 180 s acquisition, labelled as an estimate.
     assert cold.components["provision"] == 180.0 and cold.provenance["provision"].startswith("estimated")
     assert cold.total_s == pytest.approx(
         180 + 10 + resolved.model.weight_bytes / 4e9 + 4.2 + 19.4 + 51 * 0.149
     )
-    assert startup_breakdown(resolved, settings, "warm").components["torch_compile"] == pytest.approx(4.19)
+    assert startup_breakdown(resolved.startup, settings, "warm").components["torch_compile"] == pytest.approx(
+        4.19
+    )
     eager = runtime_for(engine={"max_model_len": 8192, "cuda": {"enforce_eager": True}})
-    assert list(startup_breakdown(eager[0], eager[2], "cold").components)[-1] == "engine_init"
+    assert list(startup_breakdown(eager[0].startup, eager[2], "cold").components)[-1] == "engine_init"
 
 
 def test_runtime_must_match_the_hardware():
@@ -190,18 +191,17 @@ def test_interconnect_choice_and_validation():
             )
         )
     )
-    assert "pcie_gen5" in build_cost_model(r).provenance["tp_link"]
-    r = resolve(
-        load_scenario_dict(
-            scenario_dict(
-                model="llama-3.1-70b",
-                hardware="h100",
-                fleet={"tensor_parallel_size": 4, "interconnect": "nvlink9"},
+    assert "pcie_gen5" in r.provenance["link.tp_link"]
+    with pytest.raises(InputError) as err:
+        resolve(
+            load_scenario_dict(
+                scenario_dict(
+                    model="llama-3.1-70b",
+                    hardware="h100",
+                    fleet={"tensor_parallel_size": 4, "interconnect": "nvlink9"},
+                )
             )
         )
-    )
-    with pytest.raises(InputError) as err:
-        build_cost_model(r)
     assert err.value.field == "fleet.interconnect"
 
 
@@ -222,15 +222,15 @@ def test_precompile_uses_the_measured_aot_compile_times():
 
     path = Path(__file__).parent.parent / "scenarios" / "tpu_v6e_compile_wall.yaml"
     resolved = resolve(load_scenario(path, ["engine.xla.precompile=true"]))
-    settings = resolve_runtime(resolved)
+    settings = resolved.runtime
     measured = {s.token_bucket: s.cold_s for s in load_profile(resolved.scenario.profile).compile.samples}
     expected = sum(measured[t] for t in settings.token_buckets) + 0.1 * (
         sum(1 for t in settings.token_buckets for r in settings.request_buckets if r <= t)
         + 6 * len(settings.request_buckets)
     )
-    assert startup_breakdown(resolved, settings, "cold").components["xla_precompile"] == pytest.approx(
-        expected
-    )
+    assert startup_breakdown(resolved.startup, settings, "cold").components[
+        "xla_precompile"
+    ] == pytest.approx(expected)
     assert "aot-compiled by calibrate" in settings.provenance["xla_compile_times"]
     # Between measured buckets the compile time is interpolated over log2(bucket).
     times = settings.compile_times

@@ -6,7 +6,7 @@ import yaml
 from click.testing import CliRunner
 
 from sim.cli import main
-from sim.scenario import SweepSpec
+from sim.scenario_studies import SweepSpec
 from sim.sweep import expand, run_sweep
 from tests.helpers import scenario_dict
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sim.errors import InputError
-from sim.scenario import ArrivalSpec
 from sim.traffic.arrivals import arrival_times, cumulative_rate, rate_at
+from sim.traffic.spec import ArrivalSpec
 from sim.traffic.trace import read_trace
 
 
@@ -51,8 +51,8 @@ def test_duration_bound_and_count_bound_agree_on_the_stream():
 
 
 def test_random_lengths_stay_in_range():
-    from sim.scenario import RandomLengths
     from sim.traffic.lengths import sample_lengths
+    from sim.traffic.spec import RandomLengths
 
     spec = RandomLengths(kind="random", input_len=1000, output_len=100, range_ratio=0.2)
     prompt, output, _ = sample_lengths(spec, 10_000, np.random.default_rng(0), 0)
@@ -62,8 +62,8 @@ def test_random_lengths_stay_in_range():
 
 
 def test_sharegpt_like_means():
-    from sim.scenario import ShareGPTLikeLengths
     from sim.traffic.lengths import sample_lengths
+    from sim.traffic.spec import ShareGPTLikeLengths
 
     prompt, output, _ = sample_lengths(
         ShareGPTLikeLengths(kind="sharegpt_like"), 200_000, np.random.default_rng(0), 0
@@ -74,8 +74,8 @@ def test_sharegpt_like_means():
 
 
 def test_sharegpt_file(tmp_path):
-    from sim.scenario import ShareGPTFileLengths
     from sim.traffic.lengths import sample_lengths
+    from sim.traffic.spec import ShareGPTFileLengths
 
     data = [
         {"conversations": [{"from": "human", "value": "x" * 400}, {"from": "gpt", "value": "y" * 80}]},

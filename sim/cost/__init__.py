@@ -1,6 +1,3 @@
-"""Step-cost models: how long one engine step takes, given what the scheduler put in it."""
-
-from sim.cost.base import StepBatch, StepCost, StepCostModel
-from sim.cost.factory import build_cost_model
-
-__all__ = ["StepBatch", "StepCost", "StepCostModel", "build_cost_model"]
+"""Step costs: the declared interfaces (base.py), the device-time models a runtime wraps (roofline.py, a
+measured profile in profiled.py), a constant step time (constant.py), TP collectives (collectives.py), the
+scenario's cost_model section (spec.py) and the factory that builds what a scenario asks for (factory.py)."""

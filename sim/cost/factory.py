@@ -1,115 +1,202 @@
-"""Build the step-cost model a scenario asks for, recording where every parameter came from."""
+"""Build the step-cost model a scenario asks for, recording where every parameter came from.
+
+Two steps, so that a scenario is resolved once and its models built per run:
+- ``resolve_cost`` (called by sim/resolve.py) turns the scenario's ``cost_model`` section and its profile
+  into ``CostSettings``: every factor's value and source, the measured sections that will be used;
+- ``build_step_model`` turns those settings into the model: a ``DeviceTimeModel`` that the CUDA or XLA
+  runtime wraps, or -- for ``kind: constant`` -- a ``StepCostModel`` used as is (no runtime layer).
+
+Kinds of cost model come from ``COST_MODELS``; each entry resolves and builds its own kind.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
 from sim import catalog
-from sim.cost.collectives import choose_link
+from sim.architecture import ModelArchitecture
+from sim.cost.base import DeviceTimeModel, StepCostModel
+from sim.cost.collectives import TPLink
 from sim.cost.constant import ConstantStepCost
-from sim.cost.roofline import RooflineStepCost
+from sim.cost.profiled import ProfiledStepTime
+from sim.cost.roofline import RooflineStepTime
+from sim.cost.spec import ConstantCost, CostModelSpec, RooflineCost
 from sim.errors import InputError
-from sim.resolve import ResolvedScenario
-from sim.scenario import ConstantCost, RooflineCost
+from sim.hardware import HardwareSpec
+from sim.profile import KernelSection, Profile, StepSection
 
 
-def _factor(name: str, user_value: float | None, defaults: dict, provenance: dict) -> float:
-    if user_value is not None:
-        provenance[name] = f"{user_value} (scenario)"
-        return user_value
-    entry = defaults[name]
-    provenance[name] = f"{entry['value']} ({entry['provenance']}: {entry['source']})"
-    return float(entry["value"])
+@dataclass(frozen=True)
+class CostSettings:
+    """A scenario's step-cost model, resolved: its kind, its factors and the measured sections it uses."""
+
+    kind: str  # key of COST_MODELS
+    factors: dict[str, float]  # factor name -> value in force
+    provenance: dict[str, str] = field(default_factory=dict)  # factor or input -> where it came from
+    steps: StepSection | None = None  # measured step times that replace the roofline's
+    kernels: KernelSection | None = None  # measured attention kernel that replaces its attention term
+    engine_overhead_s: float = 0.0  # host time per step added to a forward-pass-only profile
+
+    @property
+    def uses_runtime(self) -> bool:
+        """Whether steps go through the CUDA/XLA runtime layer (a constant step time bypasses it)."""
+        return COST_MODELS[self.kind].uses_runtime
 
 
-def check_profile_matches(profile, resolved: ResolvedScenario, path: str) -> None:
+@dataclass(frozen=True)
+class CostInputs:
+    """What resolving a cost model may look at."""
+
+    model: ModelArchitecture
+    hardware: HardwareSpec
+    catalog_section: str  # the hardware kind's section of catalog/efficiency.yaml
+    tp: int
+    profile: Profile | None
+    profile_path: str | None
+
+
+class CostModelKind(ABC):
+    uses_runtime: bool = True
+
+    @abstractmethod
+    def resolve(self, spec: CostModelSpec, inputs: CostInputs) -> CostSettings: ...
+
+    @abstractmethod
+    def build(
+        self, settings: CostSettings, model: ModelArchitecture, hw: HardwareSpec, tp: int, link: TPLink | None
+    ) -> DeviceTimeModel | StepCostModel: ...
+
+
+def _entry_label(entry: dict) -> str:
+    return f"{entry['value']} ({entry['provenance']}: {entry['source']})"
+
+
+class ConstantKind(CostModelKind):
+    uses_runtime = False
+
+    def resolve(self, spec: CostModelSpec, inputs: CostInputs) -> CostSettings:
+        assert isinstance(spec, ConstantCost)
+        if inputs.profile_path is not None:
+            raise InputError(
+                "a constant step time and a measured profile exclude each other; drop one", "profile"
+            )
+        return CostSettings(
+            "constant", {"step_s": spec.step_s}, {"step_s": f"{spec.step_s} s, given in the scenario"}
+        )
+
+    def build(self, settings, model, hw, tp, link) -> StepCostModel:
+        return ConstantStepCost(settings.factors["step_s"])
+
+
+class RooflineKind(CostModelKind):
+    """The datasheet roofline, or a measured profile's step fit in its place (the roofline then prices only
+    steps beyond the measured range, scaled to the fit at its edge)."""
+
+    def resolve(self, spec: CostModelSpec, inputs: CostInputs) -> CostSettings:
+        assert isinstance(spec, RooflineCost)
+        defaults = catalog.efficiency_defaults()[inputs.catalog_section]
+        hw = inputs.hardware
+        factors: dict[str, float] = {}
+        provenance = {
+            "peak_bf16_tflops": f"{hw.peak_bf16_tflops} (datasheet: {hw.source})",
+            "memory_bandwidth_gbs": f"{hw.memory_bandwidth_gbs} (datasheet: {hw.source})",
+            "architecture": inputs.model.source,
+        }
+        given = {
+            "memory_bandwidth_utilization": spec.memory_bandwidth_utilization,
+            "flops_utilization": spec.flops_utilization,
+            "step_overhead_s": spec.step_overhead_s,
+        }
+        for name, user_value in given.items():
+            if user_value is not None:
+                factors[name] = float(user_value)
+                provenance[name] = f"{user_value} (scenario)"
+            else:
+                factors[name] = float(defaults[name]["value"])
+                provenance[name] = _entry_label(defaults[name])
+        profile, path = inputs.profile, inputs.profile_path
+        kernels = _attention_kernel(spec, inputs, provenance) if spec.attention == "kernel" else None
+        if profile is None or profile.steps is None:
+            # no profile, or a compile-only one (e.g. TPU AOT): the runtime takes its compile times
+            return CostSettings("roofline", factors, provenance, kernels=kernels)
+        steps = profile.steps
+        if steps.provenance.tool == "torch":  # a forward pass alone: vLLM's host work per step on top
+            entry = defaults["engine_overhead_s"]
+            if spec.step_overhead_s is not None:
+                overhead, source = spec.step_overhead_s, "cost_model.step_overhead_s in the scenario"
+            else:
+                overhead, source = float(entry["value"]), f"{entry['provenance']}: {entry['source']}"
+            provenance["engine_overhead_s"] = f"{overhead} per step ({source})"
+        else:
+            overhead = 0.0
+            provenance["engine_overhead_s"] = "included in the measured steps"
+        q, p = steps.fit.quality, steps.provenance
+        provenance["step_times"] = (
+            f"fitted to {len(steps.samples)} steps measured by calibrate ({p.tool}, {p.method}) on "
+            f"{p.device_kind}, {p.date}; held-out R^2 {q.r2:.4f}, p95 error {q.p95_rel_residual:.1%} ({path})"
+        )
+        provenance["beyond_measured_range"] = "roofline scaled to the fit at the edge of the measured range"
+        return CostSettings(
+            "roofline", factors, provenance, steps=steps, kernels=kernels, engine_overhead_s=overhead
+        )
+
+    def build(self, settings, model, hw, tp, link) -> DeviceTimeModel:
+        f = settings.factors
+        roofline = RooflineStepTime(
+            model,
+            hw,
+            tp=tp,
+            link=link,
+            memory_bandwidth_utilization=f["memory_bandwidth_utilization"],
+            flops_utilization=f["flops_utilization"],
+            step_overhead_s=f["step_overhead_s"],
+            provenance=dict(settings.provenance),
+            attention_kernel=settings.kernels,
+        )
+        if settings.steps is None:
+            return roofline
+        return ProfiledStepTime(
+            settings.steps,
+            roofline,
+            engine_overhead_s=settings.engine_overhead_s,
+            provenance=dict(settings.provenance),
+        )
+
+
+COST_MODELS: dict[str, CostModelKind] = {"roofline": RooflineKind(), "constant": ConstantKind()}
+
+
+def check_profile_matches(profile: Profile, model: str, hardware: str | None, tp: int, path: str) -> None:
     """A profile measured for one model or host must not price another."""
-    sc = resolved.scenario
-    hardware = sc.hardware if isinstance(sc.hardware, str) else None
-    if profile.model != resolved.model.name:
+    if profile.model != model:
         raise InputError(
-            f"{path} was measured for model '{profile.model}', the scenario serves '{resolved.model.name}'",
-            "profile",
+            f"{path} was measured for model '{profile.model}', the scenario serves '{model}'", "profile"
         )
     if hardware is not None and profile.hardware != hardware:
         raise InputError(
             f"{path} was measured on '{profile.hardware}', the scenario runs on '{hardware}'", "profile"
         )
-    if profile.steps is not None and profile.steps.tensor_parallel_size != resolved.tp:
+    if profile.steps is not None and profile.steps.tensor_parallel_size != tp:
         raise InputError(
-            f"{path} holds TP{profile.steps.tensor_parallel_size} step times; the scenario uses "
-            f"TP{resolved.tp}",
+            f"{path} holds TP{profile.steps.tensor_parallel_size} step times; the scenario uses TP{tp}",
             "profile",
         )
 
 
-def build_cost_model(resolved: ResolvedScenario):
-    spec = resolved.scenario.cost_model
-    if isinstance(spec, ConstantCost):
-        if resolved.scenario.profile is not None:
-            raise InputError(
-                "a constant step time and a measured profile exclude each other; drop one", "profile"
-            )
-        return ConstantStepCost(spec.step_s)
-    roofline = _build_roofline(resolved, spec)
-    path = resolved.scenario.profile
-    if path is None:
-        return roofline
-    from sim.cost.profiled import ProfiledStepCost
-
-    profile = resolved.profile
-    check_profile_matches(profile, resolved, path)
-    if profile.steps is None:
-        return roofline  # a compile-only profile (e.g. TPU AOT): the runtime takes its compile times
-    entry = catalog.efficiency_defaults()[resolved.hardware.kind]["engine_overhead_s"]
-    if getattr(spec, "step_overhead_s", None) is not None:
-        overhead, source = spec.step_overhead_s, "cost_model.step_overhead_s in the scenario"
-    else:
-        overhead, source = float(entry["value"]), f"{entry['provenance']}: {entry['source']}"
-    return ProfiledStepCost(profile, roofline, path, overhead, source)
+def resolve_cost(spec: CostModelSpec, inputs: CostInputs) -> CostSettings:
+    return COST_MODELS[spec.kind].resolve(spec, inputs)
 
 
-def _build_roofline(resolved: ResolvedScenario, spec: RooflineCost):
-    table = catalog.efficiency_defaults()
-    defaults = table[resolved.hardware.kind]
-    provenance: dict[str, str] = {
-        "peak_bf16_tflops": f"{resolved.hardware.peak_bf16_tflops} (datasheet: {resolved.hardware.source})",
-        "memory_bandwidth_gbs": f"{resolved.hardware.memory_bandwidth_gbs} (datasheet: {resolved.hardware.source})",
-        "architecture": resolved.model.source,
-    }
-    hop = table["collective_hop_latency_s"]
-    link = None
-    if resolved.tp > 1:
-        provenance["collective_hop_latency_s"] = f"{hop['value']} ({hop['provenance']}: {hop['source']})"
-        link = choose_link(resolved.hardware, resolved.scenario.fleet.interconnect)
-        if link is None:
-            raise InputError(
-                f"{resolved.hardware.name} lists no interconnect for tensor parallelism",
-                "fleet.tensor_parallel_size",
-            )
-        provenance["tp_link"] = (
-            f"{link[0]} at {link[1]} GB/s per direction (datasheet: {resolved.hardware.source})"
-        )
-    kernel = None
-    if spec.attention == "kernel":
-        kernel = _attention_kernel(resolved, provenance)
-    return RooflineStepCost(
-        resolved.model,
-        resolved.hardware,
-        tp=resolved.tp,
-        link=link,
-        memory_bandwidth_utilization=_factor(
-            "memory_bandwidth_utilization", spec.memory_bandwidth_utilization, defaults, provenance
-        ),
-        flops_utilization=_factor("flops_utilization", spec.flops_utilization, defaults, provenance),
-        step_overhead_s=_factor("step_overhead_s", spec.step_overhead_s, defaults, provenance),
-        collective_hop_latency_s=float(hop["value"]),
-        provenance=provenance,
-        attention_kernel=kernel,
-    )
+def build_step_model(
+    settings: CostSettings, model: ModelArchitecture, hw: HardwareSpec, tp: int, link: TPLink | None
+) -> DeviceTimeModel | StepCostModel:
+    return COST_MODELS[settings.kind].build(settings, model, hw, tp, link)
 
 
-def _attention_kernel(resolved: ResolvedScenario, provenance: dict):
+def _attention_kernel(spec: RooflineCost, inputs: CostInputs, provenance: dict) -> KernelSection:
     """The profile's kernel section, for `cost_model.attention: kernel`."""
-    profile = resolved.profile
+    profile = inputs.profile
     if profile is None or profile.kernels is None:
         raise InputError(
             "'kernel' prices attention with measured kernel times: the scenario needs a profile with a kernels "
@@ -123,7 +210,7 @@ def _attention_kernel(resolved: ResolvedScenario, provenance: dict):
             "cost_model.attention",
         )
     k = profile.kernels
-    arch = resolved.model
+    arch = inputs.model
     if k.head_dim != arch.head_dim or k.num_q_heads * k.tensor_parallel_size != arch.num_attention_heads:
         raise InputError(
             f"the profile's kernel was timed for {k.num_q_heads} q heads x {k.head_dim} per chip at TP"

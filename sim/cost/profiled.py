@@ -1,33 +1,40 @@
-"""Step cost from a calibration profile: the fitted model of measured step times.
+"""Device time from a calibration profile: the fitted model of measured step times.
 
 Inside the measured range the fit answers (its held-out error is in the profile). Beyond it -- a step with
 more tokens, more KV traffic or more sequences than any measured -- a fit would extrapolate blindly, so the
 roofline takes over, scaled by the ratio fit / roofline at the edge of the measured range along the same
-direction; a warning says how often that happened.
+direction. Such a step is marked ``extrapolated``; the replica's ledger counts them and the run warns.
 
 The torch method times the model's forward pass only; vLLM adds host work to every step (scheduling,
-sampling, detokenising, streaming), so `engine_overhead_s` is added on top of such a profile's fit.
+sampling, detokenising, streaming), so `engine_overhead_s` is added on top of such a profile's fit. Stateless
+(see sim/cost/base.py): one instance prices the steps of every replica.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import numpy as np
 
-from sim.cost.base import StepBatch, StepCost
-from sim.profile import Profile
+from sim.cost.base import DeviceParts, DeviceRunParts, DeviceTimeModel, StepBatch
+from sim.cost.roofline import RooflineStepTime
+from sim.profile import StepSection
 
 
-class ProfiledStepCost:
+class ProfiledStepTime(DeviceTimeModel):
     name = "profile"
 
     def __init__(
-        self, profile: Profile, roofline, profile_path: str, engine_overhead_s: float, overhead_source: str
+        self,
+        steps: StepSection,
+        roofline: RooflineStepTime,
+        *,
+        engine_overhead_s: float,
+        provenance: dict[str, str],
     ):
-        steps = profile.steps
+        """engine_overhead_s: host time per step added to the fit (0 when the measured steps include it)."""
         self.fit = steps.fit
         self.roofline = roofline
-        self.overhead_s = engine_overhead_s if steps.provenance.tool == "torch" else 0.0
-        self.tp = roofline.tp
+        self.overhead_s = engine_overhead_s
+        self.provenance = provenance
         c = self.fit.coefficients
         self._intercept = self.fit.intercept_s
         self._per_token, self._per_pair = c["num_tokens"], c["attention_pairs"]
@@ -37,30 +44,6 @@ class ProfiledStepCost:
             self.fit.max_kv_read_tokens,
             self.fit.max_num_seqs,
         )
-        self.num_extrapolated_steps = 0
-        self._extrapolated: deque[bool] = deque(maxlen=8192)  # per priced step, newest last (for retract)
-        # Per-request work outside engine steps (HTTP, tokenisation): the fleet delays each request by it.
-        self.api_overhead_s = profile.api_overhead_s or 0.0
-        q = self.fit.quality
-        p = steps.provenance
-        self.provenance = {
-            "step_times": (
-                f"fitted to {len(steps.samples)} steps measured by calibrate ({p.tool}, {p.method}) on "
-                f"{p.device_kind}, {p.date}; held-out R^2 {q.r2:.4f}, p95 error {q.p95_rel_residual:.1%} "
-                f"({profile_path})"
-            ),
-            "beyond_measured_range": "roofline scaled to the fit at the edge of the measured range",
-            "api_overhead_s": (
-                f"{self.api_overhead_s} per request, measured by calibrate against a live server"
-                if self.api_overhead_s
-                else "none in the profile"
-            ),
-            "engine_overhead_s": (
-                f"{self.overhead_s} per step ({overhead_source})"
-                if self.overhead_s
-                else "included in the measured steps"
-            ),
-        }
 
     def _fit(self, tokens: float, pairs: float, kv: float, seqs: float) -> float:
         return (
@@ -71,42 +54,44 @@ class ProfiledStepCost:
             + self._per_seq * seqs
         )
 
-    def components(
-        self, batch: StepBatch, padding_tokens: int, padding_seqs: int
-    ) -> tuple[float, float, float]:
+    def _seconds(self, rows: float, pairs: float, kv: float, seqs: float) -> tuple[float, bool]:
+        """Fitted seconds of a step with these features, and whether it lay beyond the measured range."""
+        scale = min(1.0, self._max_tokens / rows, self._max_seqs / seqs, self._max_kv / kv if kv else 1.0)
+        if scale >= 1.0:
+            return self._fit(rows, pairs, kv, seqs), False
+        edge = self._fit(rows * scale, pairs * scale * scale, kv * scale, seqs * scale)
+        roof_edge = max(
+            self.roofline.time_from_features(rows * scale, pairs * scale * scale, kv * scale, seqs * scale)
+        )
+        roof = max(self.roofline.time_from_features(rows, pairs, kv, seqs))
+        return roof * edge / roof_edge, True
+
+    def parts(self, batch: StepBatch, padding_tokens: int, padding_seqs: int) -> DeviceParts:
         tokens, pairs, kv = batch.work()
         rows = tokens + padding_tokens
         seqs = batch.num_decode_seqs + len(batch.prefill_new_tokens) + padding_seqs
-        scale = min(1.0, self._max_tokens / rows, self._max_seqs / seqs, self._max_kv / kv if kv else 1.0)
-        self._extrapolated.append(scale < 1.0)
-        if scale >= 1.0:
-            seconds = self._fit(rows, pairs, kv, seqs)
-        else:
-            self.num_extrapolated_steps += 1
-            edge = self._fit(rows * scale, pairs * scale * scale, kv * scale, seqs * scale)
-            roof_edge = max(
-                self.roofline.time_from_features(
-                    rows * scale, pairs * scale * scale, kv * scale, seqs * scale
-                )
-            )
-            roof = max(self.roofline.time_from_features(rows, pairs, kv, seqs))
-            seconds = roof * edge / roof_edge
-        return seconds, 0.0, self.roofline.communication_s(rows)
+        seconds, extrapolated = self._seconds(rows, pairs, kv, seqs)
+        return DeviceParts(seconds, 0.0, self.roofline.communication_s(rows), extrapolated)
 
-    def forget_last_steps(self, n: int) -> None:
-        """Undo the counts of the last n priced steps (event skipping priced them and did not take them)."""
-        for _ in range(n):
-            if self._extrapolated.pop():
-                self.num_extrapolated_steps -= 1
-
-    def step_cost(self, batch: StepBatch) -> StepCost:
-        compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)
-        return StepCost(
-            compute_s + comm_s + self.overhead_s,
-            compute_s,
-            memory_s,
-            comm_s,
-            self.overhead_s,
-            0.0,
-            batch.num_padding_tokens,
-        )
+    def decode_run_parts(self, num_seqs, padding_tokens, padding_seqs, contexts) -> DeviceRunParts:
+        """parts() of each step of a pure decode run. Inside the measured range the fit is vectorised with
+        the scalar path's operations in its order (bit-identical); steps beyond it go one by one."""
+        rows = num_seqs + padding_tokens
+        seqs = num_seqs + padding_seqs
+        comm = self.roofline.communication_s(rows)
+        fixed = self._intercept + self._per_token * rows
+        if isinstance(contexts, list):
+            compute, extrapolated = [], []
+            for kv in contexts:  # a decode step attends as many pairs as it reads KV tokens
+                seconds, beyond = self._seconds(rows, kv, kv, seqs)
+                compute.append(seconds)
+                extrapolated.append(beyond)
+            return DeviceRunParts(compute, [0.0] * len(contexts), comm, extrapolated)
+        kv = contexts
+        inside = (rows <= self._max_tokens) & (seqs <= self._max_seqs) & (kv <= self._max_kv)
+        compute = fixed + self._per_pair * kv + self._per_kv * kv + self._per_seq * seqs
+        if not inside.all():
+            compute = compute.astype(np.float64)
+            for j in np.flatnonzero(~inside):
+                compute[j], _ = self._seconds(rows, int(kv[j]), int(kv[j]), seqs)
+        return DeviceRunParts(compute, np.zeros(len(kv)), comm, ~inside)

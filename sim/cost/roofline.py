@@ -23,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from sim.architecture import ModelArchitecture
-from sim.cost.base import StepBatch, StepCost
-from sim.cost.collectives import ring_allreduce_s
+from sim.cost.base import DeviceParts, DeviceRunParts, DeviceTimeModel, StepBatch
+from sim.cost.collectives import TPLink, ring_allreduce_s
 from sim.hardware import HardwareSpec
-from sim.replica.memory import kv_bytes_per_token_per_chip
+from sim.profile import KernelSection
 
 
 def expected_distinct_experts(num_experts: int, top_k: int, num_tokens: int) -> float:
@@ -36,7 +36,7 @@ def expected_distinct_experts(num_experts: int, top_k: int, num_tokens: int) -> 
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** num_tokens)
 
 
-class RooflineStepCost:
+class RooflineStepTime(DeviceTimeModel):
     name = "roofline"
 
     def __init__(
@@ -45,13 +45,12 @@ class RooflineStepCost:
         hw: HardwareSpec,
         *,
         tp: int,
-        link: tuple[str, float] | None,
+        link: TPLink | None,
         memory_bandwidth_utilization: float,
         flops_utilization: float,
         step_overhead_s: float,
-        collective_hop_latency_s: float,
         provenance: dict[str, str],
-        attention_kernel=None,
+        attention_kernel: KernelSection | None = None,
     ):
         """attention_kernel: a profile's KernelSection, or None for the roofline's own attention term."""
         self.arch, self.hw, self.tp = arch, hw, tp
@@ -76,13 +75,13 @@ class RooflineStepCost:
         else:
             self._fixed_weight_bytes = arch.weight_bytes / tp
             self._expert_bytes = 0.0
-        self._kv_bytes_per_token = kv_bytes_per_token_per_chip(arch, tp)
+        self._kv_bytes_per_token = arch.kv_bytes_per_token_per_chip(tp)
         self._act_bytes_per_token = arch.num_layers * arch.activation_bytes_per_token_per_layer / tp
         self._allreduce_bytes_per_token = arch.hidden_size * b  # one all-reduce message row
         self._allreduces_per_step = 2 * arch.num_layers
-        self.link_name = link[0] if link else None
-        self._link_bytes_s = link[1] * 1e9 if link else 0.0
-        self._hop_latency_s = collective_hop_latency_s
+        self.link = link
+        self._link_bytes_s = link.bytes_per_s if link else 0.0
+        self._hop_latency_s = link.hop_latency_s if link else 0.0
         self._kernel = None
         self._run_constants: dict[tuple[int, int, int], tuple[float, float, float]] = {}
         if attention_kernel is not None:
@@ -102,14 +101,7 @@ class RooflineStepCost:
         )
         return self._fixed_weight_bytes + experts * self._expert_bytes
 
-    def components(
-        self, batch: StepBatch, padding_tokens: int, padding_seqs: int
-    ) -> tuple[float, float, float]:
-        """(compute_s, memory_s, communication_s) of a step with extra padding rows.
-
-        Padding rows (static shapes) go through the matmuls and the sampler, not through attention, which is
-        ragged over the real sequences, nor into the KV cache. Runtimes call this directly (no copies of
-        the batch on the hot path)."""
+    def parts(self, batch: StepBatch, padding_tokens: int, padding_seqs: int) -> DeviceParts:
         tokens, pairs, kv_read = batch.work()
         rows = tokens + padding_tokens
         compute_s, memory_s = self.time_from_features(
@@ -120,7 +112,7 @@ class RooflineStepCost:
             real_tokens=tokens,
             num_seqs=batch.num_seqs,
         )
-        return compute_s, memory_s, self.communication_s(rows)
+        return DeviceParts(compute_s, memory_s, self.communication_s(rows))
 
     def communication_s(self, rows: int) -> float:
         """The step's TP all-reduces (two per layer) for `rows` token rows; 0 without tensor parallelism."""
@@ -155,10 +147,10 @@ class RooflineStepCost:
         attention_s = (k0 + k_kv * kv_read + k_pairs * pairs + k_seq * seqs) if pairs or kv_read else 0.0
         return flops / self._flops_per_s + attention_s, bytes_moved / self._bytes_per_s + attention_s
 
-    def decode_run_components(self, n: int, padding_tokens: int, padding_seqs: int, contexts: np.ndarray):
-        """components() of a run of pure decode steps of n sequences whose decode contexts are `contexts`
-        (one per step), vectorised with the scalar path's operations in the scalar path's order, so every
-        element is bit-identical to components() of that step. Returns (compute[], memory[], comm)."""
+    def decode_run_parts(self, num_seqs, padding_tokens, padding_seqs, contexts) -> DeviceRunParts:
+        """parts() of a run of pure decode steps, vectorised with the scalar path's operations in the scalar
+        path's order, so every element is bit-identical to parts() of that step."""
+        n = num_seqs
         key = (n, padding_tokens, padding_seqs)
         per_batch = self._run_constants.get(key)
         if per_batch is None:  # a handful of batch shapes recur across thousands of runs
@@ -192,9 +184,5 @@ class RooflineStepCost:
             attention = k0 + k_kv * contexts + k_pairs * contexts + k_seq * n
             compute = flops / fps + attention
             memory = bytes_moved / bps + attention
-        return compute, memory, comm
-
-    def step_cost(self, batch: StepBatch) -> StepCost:
-        compute_s, memory_s, comm_s = self.components(batch, batch.num_padding_tokens, batch.num_padding_seqs)
-        seconds = max(compute_s, memory_s) + comm_s + self.overhead_s
-        return StepCost(seconds, compute_s, memory_s, comm_s, self.overhead_s, 0.0, batch.num_padding_tokens)
+        never = [False] * len(contexts) if isinstance(contexts, list) else np.zeros(len(contexts), dtype=bool)
+        return DeviceRunParts(compute, memory, comm, never)

@@ -13,27 +13,28 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from sim.replica.request import RequestState
+Segments = Sequence[tuple[int, int]]  # (first step, last step) of each run of tokens of one request
 
 
 def pooled_itl(
-    requests: Iterable[RequestState], step_end_s: Sequence[np.ndarray]
+    requests: Iterable[tuple[int, Segments]], step_end_s: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(values_s, counts): the pooled ITL distribution over the given (successful) requests."""
+    """(values_s, counts): the pooled ITL distribution over the given (successful) requests, each given
+    as (replica id, token segments)."""
     # Step j of replica r is slot offsets[r] + j of one difference array over all replicas.
     offsets = np.concatenate(([0], np.cumsum([len(ends) + 1 for ends in step_end_s])))
     starts: list[int] = []  # slot of each segment's first gap (+1) and of the step after its last (-1)
     stops: list[int] = []
     extra: list[float] = []
-    for req in requests:
-        base = int(offsets[req.replica_id])
+    for replica_id, segments in requests:
+        base = int(offsets[replica_id])
         prev_last = -1
-        for first, last in req.segments:
+        for first, last in segments:
             if last > first:
                 starts.append(base + first + 1)
                 stops.append(base + last + 1)
             if prev_last >= 0:
-                ends = step_end_s[req.replica_id]
+                ends = step_end_s[replica_id]
                 extra.append(float(ends[first] - ends[prev_last]))
             prev_last = last
     size = int(offsets[-1])
@@ -54,8 +55,8 @@ def pooled_itl(
     return np.concatenate(values), np.concatenate(counts)
 
 
-def request_itl(req: RequestState, step_end_s: Sequence[np.ndarray]) -> list[float]:
-    """One request's ITL list (only for the optional per-request dump)."""
-    ends = step_end_s[req.replica_id]
-    times = np.concatenate([ends[first : last + 1] for first, last in req.segments]) if req.segments else []
+def request_itl(segments: Segments, step_end_s: np.ndarray) -> list[float]:
+    """One request's ITL list from its segments and its replica's step end times (for the optional
+    per-request dump)."""
+    times = np.concatenate([step_end_s[first : last + 1] for first, last in segments]) if segments else []
     return np.diff(times).tolist() if len(times) > 1 else []

@@ -7,21 +7,41 @@ A request that ends after the client's timeout counts as failed ("timeout"), as 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import numpy as np
 import pandas as pd
 
-from sim.replica.request import RequestState, Status
+
+class RequestRecord(Protocol):
+    """What the table reads of a request (sim/replica/request.py's RequestState provides it)."""
+
+    req_id: int
+    replica_id: int
+    arrival_s: float
+    first_token_s: float
+    end_s: float
+    num_prompt_tokens: int
+    num_output_tokens: int
+    num_preemptions: int
+    num_recomputed_tokens: int
+    num_attempts: int
+    fail_reason: str | None
+
+    @property
+    def finished(self) -> bool: ...
 
 
 def request_table(
-    requests: list[RequestState], timeout_s: float, requested_output: np.ndarray
+    requests: Sequence[RequestRecord], timeout_s: float, requested_output: np.ndarray
 ) -> pd.DataFrame:
     n = len(requests)
     arrival = np.fromiter((r.arrival_s for r in requests), float, n)
     first = np.fromiter((r.first_token_s for r in requests), float, n)
     end = np.fromiter((r.end_s for r in requests), float, n)
     generated = np.fromiter((r.num_output_tokens for r in requests), np.int64, n)
-    finished = np.fromiter((r.status == Status.FINISHED for r in requests), bool, n)
+    finished = np.fromiter((r.finished for r in requests), bool, n)
     error = np.array([r.fail_reason or "" for r in requests], dtype=object)
     late = finished & (end - arrival > timeout_s)
     error[late] = "timeout"

@@ -4,7 +4,10 @@
 - TTFT, TPOT, E2E: one value per successful request. ITL: pooled over all tokens of successful requests.
 - duration_s: from t=0 (the first inter-arrival gap included) until the last request ended.
 - Goodput (DistServe): a successful request is good iff TTFT <= ttft_slo and TPOT <= tpot_slo (inclusive),
-  and E2E <= e2e_slo when one is set. goodput_rps = good / duration; slo_attainment = good / successful.
+  and E2E <= e2e_slo when one is set. goodput_rps = good / duration.
+- slo_attainment = good / successful (the harness's definition); slo_attainment_all = good / all requests
+  sent, failures counted as missed (what capacity planning and failover risk judge by). docs/metrics.md
+  defines every key.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sim.metrics.slo import SLO
 from sim.metrics.weighted import weighted_mean, weighted_percentiles
-from sim.resolve import ResolvedSLO
 
 PERCENTILES = {"median": 50, "p90": 90, "p95": 95, "p99": 99}
 
@@ -36,7 +39,7 @@ def _weighted_stats(name: str, values_ms: np.ndarray, counts: np.ndarray) -> dic
     return out
 
 
-def good_mask(table: pd.DataFrame, slo: ResolvedSLO) -> np.ndarray:
+def good_mask(table: pd.DataFrame, slo: SLO) -> np.ndarray:
     ok = table["success"].to_numpy()
     good = (
         ok
@@ -52,7 +55,7 @@ def summarize(
     table: pd.DataFrame,
     itl_values_s: np.ndarray,
     itl_counts: np.ndarray,
-    slo: ResolvedSLO,
+    slo: SLO,
     duration_s: float | None = None,
 ) -> dict:
     """duration_s: given for measured runs (t0 until the last request returned); simulated runs end when
@@ -88,8 +91,10 @@ def summarize(
         {
             "ttft_slo_ms": slo.ttft_ms,
             "tpot_slo_ms": slo.tpot_ms,
+            "good_requests": good,
             "goodput_rps": per_s(good),
             "slo_attainment": good / n_ok if n_ok else 0.0,
+            "slo_attainment_all": good / len(table) if len(table) else 0.0,
         }
     )
     if slo.e2e_ms is not None:

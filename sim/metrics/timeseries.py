@@ -1,16 +1,16 @@
 """Time-windowed series of a run: what arrived, what finished, what was good, and the fleet's state.
 
 Counts (arrivals, completions, good completions, failures) are exact per window, from the request table.
-State (waiting, running, KV blocks in use) is sampled by a SimPy process at the end of every window.
+State (waiting, running, KV blocks in use) is sampled at the end of every window (sim/fleet/sampler.py).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import simpy
 
 _MAX_WINDOWS = 2000
 
@@ -22,52 +22,21 @@ def choose_window_s(horizon_s: float, requested: float | None) -> float:
     return float(max(1, math.ceil(horizon_s / _MAX_WINDOWS)))
 
 
-class StateSampler:
-    """Samples fleet state every window_s of simulated time: queues, KV use, work done, and the replica
-    counts (desired by the controller, ready, starting)."""
+@dataclass
+class FleetSamples:
+    """The fleet's state at the end of every window (sim/fleet/sampler.py takes them)."""
 
-    def __init__(self, env: simpy.Environment, fleet, window_s: float):
-        self.env, self.fleet, self.window_s = env, fleet, window_s
-        self.times: list[float] = []
-        self.waiting: list[int] = []  # in replica queues and the router's hold queue
-        self.running: list[int] = []
-        self.kv_used_frac: list[float] = []
-        self.tokens: list[int] = []  # cumulative real tokens computed, fleet-wide
-        self.padding_tokens: list[int] = []  # cumulative padding tokens
-        self.compile_stall_s: list[float] = []  # cumulative compile stall seconds
-        self.desired: list[int] = []
-        self.ready: list[int] = []
-        self.starting: list[int] = []
-        self.next_s = window_s  # when the next sample is taken
-        env.process(self._run())
-
-    def _run(self):
-        while True:
-            self.next_s = self.env.now + self.window_s
-            yield self.env.timeout(self.window_s)
-            self.sample()
-
-    def finish(self) -> None:
-        """Close the last, partial window at the end of the run."""
-        if not self.times or self.times[-1] < self.env.now:
-            self.sample()
-
-    def sample(self) -> None:
-        fleet = self.fleet
-        up = fleet.up
-        self.times.append(self.env.now)
-        self.waiting.append(sum(r.scheduler.num_waiting for r in up) + len(fleet.held))
-        self.running.append(sum(r.scheduler.num_running for r in up))
-        total = sum(r.scheduler.kv.num_blocks for r in up)
-        used = sum(r.scheduler.kv.num_used_blocks for r in up)
-        self.kv_used_frac.append(used / total if total else math.nan)
-        everyone = fleet.replicas
-        self.tokens.append(sum(r.stats.num_tokens for r in everyone))
-        self.padding_tokens.append(sum(r.stats.padding_tokens for r in everyone))
-        self.compile_stall_s.append(sum(r.stats.compile_stall_s for r in everyone))
-        self.desired.append(fleet.target)
-        self.ready.append(fleet.num_ready)
-        self.starting.append(len(fleet.launches))
+    window_s: float
+    times: list[float] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)  # in replica queues and the router's hold queue
+    running: list[int] = field(default_factory=list)
+    kv_used_frac: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # cumulative real tokens computed, fleet-wide
+    padding_tokens: list[int] = field(default_factory=list)  # cumulative padding tokens
+    compile_stall_s: list[float] = field(default_factory=list)  # cumulative compile stall seconds
+    desired: list[int] = field(default_factory=list)  # replicas the controller wants
+    ready: list[int] = field(default_factory=list)
+    starting: list[int] = field(default_factory=list)
 
 
 def _counts(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -76,7 +45,7 @@ def _counts(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def build_timeseries(
-    table: pd.DataFrame, good: np.ndarray, sampler: StateSampler, end_s: float
+    table: pd.DataFrame, good: np.ndarray, sampler: FleetSamples, end_s: float
 ) -> pd.DataFrame:
     w = sampler.window_s
     num_windows = max(1, math.ceil(end_s / w)) if end_s > 0 else 1

@@ -28,12 +28,12 @@ from sim.loader import load_scenario_dict, set_path
 from sim.metrics.summary import good_mask
 from sim.plan.capacity import CapacitySearch, bisect_capacity, smallest_passing
 from sim.plan.prices import PriceTable
-from sim.plan.spec import PlanSpec
 from sim.resolve import resolve
 from sim.risk.stats import wilson_interval
 from sim.risk.study import StudyJob, execute
 from sim.run import SimulationResult, run_simulation
 from sim.scenario import Scenario
+from sim.scenario_studies import PlanSpec
 
 NOT_SEARCHED = ("plan", "variants", "sweep")
 

@@ -1,8 +1,8 @@
 """How many KV-cache blocks a replica gets, following vLLM's own memory accounting.
 
-GPU (vllm_gpu_tpu_facts.md §2.3): KV bytes = memory x gpu_memory_utilization - weights - peak activations.
+GPU (docs/references.md#kv-cache-memory): KV bytes = memory x gpu_memory_utilization - weights - peak activations.
 vLLM profiles the activations with a dummy forward pass of max_num_batched_tokens; servesim estimates them.
-TPU (§1.6): KV bytes = memory x utilization - weights; there is no profiling pass, because precompile runs
+TPU (same section): KV bytes = memory x utilization - weights; there is no profiling pass, because precompile runs
 after the KV cache is allocated and activations must fit in the remaining (1 - utilization) share.
 Tensor parallelism shards weights and KV heads across the chips of one replica.
 """
@@ -54,12 +54,6 @@ class MemoryPlan:
         return self.num_blocks * self.block_size
 
 
-def kv_bytes_per_token_per_chip(arch: ModelArchitecture, tp: int) -> int:
-    """KV heads are split across TP ranks; with more ranks than KV heads each rank keeps one replica."""
-    heads_per_chip = max(1, math.ceil(arch.num_kv_heads / tp))
-    return 2 * arch.num_layers * heads_per_chip * arch.head_dim * arch.dtype_bytes
-
-
 def plan_memory(
     arch: ModelArchitecture,
     hw: HardwareSpec,
@@ -74,7 +68,7 @@ def plan_memory(
     usable = int(hw.memory_bytes * gpu_memory_utilization)
     weights = math.ceil(arch.weight_bytes / tp)
     kv_bytes = usable - weights - activation_bytes
-    per_token = kv_bytes_per_token_per_chip(arch, tp)
+    per_token = arch.kv_bytes_per_token_per_chip(tp)
     if num_gpu_blocks_override is not None:
         num_blocks, source = num_gpu_blocks_override, "num_gpu_blocks_override"
     elif kv_cache_bytes is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 from enum import IntEnum
@@ -30,7 +29,8 @@ from enum import IntEnum
 import numpy as np
 import simpy
 
-from sim.cost.base import StepCost, StepCostModel
+from sim.cost.base import StepColumns, StepCostModel
+from sim.replica.ledger import ReplicaStats, StepLedger
 from sim.replica.request import RequestState, Status
 from sim.replica.scheduler import Scheduler, SchedulerConfig
 
@@ -52,60 +52,28 @@ def _exact_delay(now: float, end: float) -> float:
 
 
 class DecodeRun:
-    """A run of pure decode steps in flight: when it started, and per step its end time, its cost parts and
-    its KV blocks (made at the run's start, as the plans would have been made at each step's start)."""
+    """A run of pure decode steps in flight: when it started, and per step its end time, its cost and its
+    KV blocks (made at the run's start, as the plans would have been made at each step's start). Its steps
+    are the first len(ends) of `steps`."""
 
-    __slots__ = (
-        "start",
-        "ends",
-        "seconds",
-        "compute",
-        "memory",
-        "comm",
-        "overhead",
-        "stall",
-        "padding",
-        "needs",
-    )
+    __slots__ = ("start", "ends", "steps", "needs")
 
-    def __init__(self, start: float):
+    def __init__(self, start: float, ends: list[float], steps: StepColumns):
         self.start = start
-        self.ends: list[float] = []
-        self.seconds: list[float] = []
-        self.compute: list[float] = []
-        self.memory: list[float] = []
-        self.comm: list[float] = []
-        self.overhead: list[float] = []
-        self.stall: list[float] = []
-        self.padding: list[int] = []
+        self.ends = ends
+        self.steps = steps
         self.needs: list[int] = []
 
     def __len__(self) -> int:
         return len(self.ends)
 
-    def add(self, cost: StepCost, end: float) -> None:
-        self.ends.append(end)
-        self.seconds.append(cost.seconds)
-        self.compute.append(cost.compute_s)
-        self.memory.append(cost.memory_s)
-        self.comm.append(cost.communication_s)
-        self.overhead.append(cost.overhead_s)
-        self.stall.append(cost.compile_stall_s)
-        self.padding.append(cost.padding_tokens)
-
-    def keep(self, k: int) -> None:
-        for column in (
-            self.ends,
-            self.seconds,
-            self.compute,
-            self.memory,
-            self.comm,
-            self.overhead,
-            self.stall,
-            self.padding,
-            self.needs,
-        ):
-            del column[k:]
+    def keep(self, k: int) -> StepColumns:
+        """Keep the first k steps; returns the steps dropped (to be retracted). The kept steps are the
+        first len(ends) of `steps` (steps may hold more: those priced and retracted at the start)."""
+        dropped = self.steps.slice(k, len(self.ends))
+        del self.ends[k:]
+        del self.needs[k:]
+        return dropped
 
     def num_started_before(self, t: float) -> int:
         """Steps whose start time is before t (the first always counts: it started when the run did);
@@ -118,36 +86,6 @@ class ReplicaState(IntEnum):
     DRAINING = 1
     STOPPED = 2
     CRASHED = 3
-
-
-class ReplicaStats:
-    """Totals over the run, for the report."""
-
-    __slots__ = (
-        "num_steps",
-        "busy_s",
-        "compute_bound_steps",
-        "compute_s",
-        "memory_s",
-        "communication_s",
-        "overhead_s",
-        "num_tokens",
-        "peak_kv_blocks",
-        "padding_tokens",
-        "compile_stalls",
-        "compile_stall_s",
-    )
-
-    def __init__(self) -> None:
-        self.num_steps = 0
-        self.busy_s = 0.0
-        self.compute_bound_steps = 0
-        self.compute_s = self.memory_s = self.communication_s = self.overhead_s = 0.0
-        self.num_tokens = 0
-        self.peak_kv_blocks = 0
-        self.padding_tokens = 0  # dummy tokens computed to reach compiled shapes
-        self.compile_stalls = 0  # steps that compiled a shape on the spot
-        self.compile_stall_s = 0.0
 
 
 class Replica:
@@ -181,10 +119,7 @@ class Replica:
         self._lookahead = 8  # steps priced ahead: follows twice the recent kept run length (see _decode_run)
         self.state = ReplicaState.READY
         self.host = None  # the Host it runs on (fleet placement), if any
-        # End time of step k (k = the scheduler's step counter), as packed doubles: 8 bytes a step instead
-        # of a list slot plus a float object (~32 bytes); a million-request fleet takes 15M steps.
-        self.step_end_s = array("d")
-        self.stats = ReplicaStats()
+        self.ledger = StepLedger()  # every step taken, by either path (its end time and its cost)
         self._deadlines: list[tuple[float, int, RequestState]] = []
         self._wake: simpy.Event | None = None
         self.process = env.process(self._run())
@@ -253,9 +188,8 @@ class Replica:
         keep = run.num_started_before(now)
         if keep == len(run):
             return
-        self._retract(run.comm[keep:], run.stall[keep:])
         self.scheduler.kv.free(sum(run.needs[keep:]))
-        run.keep(keep)
+        self.cost_model.retract(run.keep(keep))
         self.process.interrupt(TRUNCATE)
 
     def _next_deadline(self) -> float:
@@ -280,71 +214,43 @@ class Replica:
             self.outstanding -= len(aborted)
             self.on_finished(aborted)
 
-    def _retract(self, comm: list[float], stall: list[float]) -> None:
-        """Take back priced steps that will not be taken, from cost models that keep state per step."""
-        retract = getattr(self.cost_model, "retract", None)
-        if retract is not None and comm:
-            retract(comm, stall)
-
-    def _price_run(self, run: DecodeRun, max_steps: int, bound: float) -> None:
-        """Price up to max_steps decode steps from run.start, keeping those that end before bound (the first
-        always); a step priced and not kept is retracted, so the cost model is left as if never asked.
-        Cost models that price whole runs do it with the scalar path's arithmetic in its order (plain floats
-        for short runs, numpy for long ones), so every number is bit-identical; others go step by step."""
+    def _price_run(self, start: float, max_steps: int, bound: float) -> DecodeRun:
+        """Price up to max_steps decode steps from `start`, keeping those that end before bound (the first
+        always); steps priced and not kept are retracted, so the cost model is left as if never asked.
+        End times add step by step, as SimPy adds each step's delay on the reference path."""
         sched = self.scheduler
-        price_run = getattr(self.cost_model, "decode_run_costs", None)
-        if price_run is not None:
-            n, base = sched.num_decode, sched.decode_computed_sum
-            if max_steps >= VECTOR_MIN_STEPS:
-                contexts = base + n * np.arange(1, max_steps + 1, dtype=np.int64)
-            else:
-                contexts = [base + n * (j + 1) for j in range(max_steps)]
-            costs = price_run(n, contexts)
-            if costs is not None:
-                seconds, compute, memory, comm, overhead, stall, padding = costs
-                if isinstance(seconds, list):
-                    ends, t = [], run.start
-                    for x in seconds:  # sequential, as SimPy adds each step's delay
-                        t += x
-                        if ends and t >= bound:
-                            break
-                        ends.append(t)
-                    k = len(ends)
-                else:
-                    all_ends = np.cumsum(np.concatenate(([run.start], seconds)))[1:]  # sequential
-                    k = max(1, int(np.searchsorted(all_ends, bound, side="left")))
-                    ends = all_ends[:k].tolist()
-                    seconds, compute, memory = seconds.tolist(), compute.tolist(), memory.tolist()
-                    comm, overhead, stall = comm.tolist(), overhead.tolist(), stall.tolist()
-                run.ends = ends
-                run.seconds, run.compute, run.memory = seconds[:k], compute[:k], memory[:k]
-                run.comm, run.overhead, run.stall = comm[:k], overhead[:k], stall[:k]
-                run.padding = [padding] * k
-                self._retract(comm[k:], stall[k:])
-                return
-        step_cost = self.cost_model.step_cost
-        t = run.start
-        for j in range(max_steps):
-            if j and t >= bound:
-                break
-            cost = step_cost(sched.decode_batch(j))
-            end = t + cost.seconds
-            if j and end >= bound:  # the first step is taken whatever happens after it starts
-                self._retract([cost.communication_s], [cost.compile_stall_s])
-                break
-            run.add(cost, end)
-            t = end
+        n, base = sched.num_decode, sched.decode_computed_sum
+        if max_steps >= VECTOR_MIN_STEPS:
+            contexts = base + n * np.arange(1, max_steps + 1, dtype=np.int64)
+        else:
+            contexts = [base + n * (j + 1) for j in range(max_steps)]
+        steps = self.cost_model.price_decode_run(n, contexts)
+        seconds = steps.seconds
+        if isinstance(seconds, list):
+            ends, t = [], start
+            for x in seconds:
+                t += x
+                if ends and t >= bound:
+                    break
+                ends.append(t)
+        else:
+            all_ends = np.cumsum(np.concatenate(([start], seconds)))[1:]  # sequential
+            k = max(1, int(np.searchsorted(all_ends, bound, side="left")))
+            ends = all_ends[:k].tolist()
+        k = len(ends)
+        if k < max_steps:
+            self.cost_model.retract(steps.tail(k))
+        if not isinstance(seconds, list):
+            steps = steps.head(k)  # as lists: the ledger and truncation work on plain floats
+        return DecodeRun(start, ends, steps)
 
     def _decode_run(self, max_steps: int):
         """Up to max_steps pure decode steps as one SimPy event (see the module docstring)."""
-        env, sched, stats = self.env, self.scheduler, self.stats
+        env, sched, ledger = self.env, self.scheduler, self.ledger
         bound = min(self.quiet_until(), self._next_deadline())
-        run = DecodeRun(env.now)
-        self._price_run(run, max_steps, bound)
+        run = self._price_run(env.now, max_steps, bound)
         run.needs = sched.allocate_decode_run(len(run))
-        used = sched.kv.num_used_blocks
-        if used > stats.peak_kv_blocks:
-            stats.peak_kv_blocks = used
+        ledger.observe_kv_blocks(sched.kv.num_used_blocks)
         self._run_in_flight = run
         try:
             yield env.timeout(_exact_delay(run.start, run.ends[-1]))
@@ -357,28 +263,7 @@ class Replica:
         # Price about twice what recent runs kept: long runs when nothing interrupts, little waste when
         # requests keep truncating them.
         self._lookahead = min(MAX_RUN_STEPS, (self._lookahead + 2 * k) // 2)
-        self.step_end_s.extend(run.ends)
-        stats.num_steps += k
-        stats.num_tokens += k * sched.num_decode
-        # Float totals add step by step, in order, exactly as the one-event-per-step path adds them.
-        busy, compute, memory = stats.busy_s, stats.compute_s, stats.memory_s
-        communication, overhead, compute_bound = stats.communication_s, stats.overhead_s, 0
-        for s, c, m, x, o in zip(run.seconds, run.compute, run.memory, run.comm, run.overhead, strict=True):
-            busy += s
-            compute += c
-            memory += m
-            communication += x
-            overhead += o
-            if c > m:
-                compute_bound += 1
-        stats.busy_s, stats.compute_s, stats.memory_s = busy, compute, memory
-        stats.communication_s, stats.overhead_s = communication, overhead
-        stats.compute_bound_steps += compute_bound
-        stats.padding_tokens += sum(run.padding)
-        for x in run.stall:
-            if x:
-                stats.compile_stalls += 1
-                stats.compile_stall_s += x
+        ledger.record_run(run.steps, run.ends)
         finished = sched.commit_decode_run(k, env.now)
         if finished:
             self.outstanding -= len(finished)
@@ -391,9 +276,8 @@ class Replica:
             return  # crashed: kill() handed the requests back
 
     def _steps(self):
-        env, sched, stats = self.env, self.scheduler, self.stats
+        env, sched, ledger = self.env, self.scheduler, self.ledger
         step_cost = self.cost_model.step_cost
-        step_end_s = self.step_end_s
         while True:
             if self._next_deadline() <= env.now:
                 self._expire(env.now)
@@ -420,32 +304,21 @@ class Replica:
             if batch.num_decode_seqs == 0 and not batch.prefill_new_tokens:
                 # Everything was preempted this step (no admission in such a step): an empty step, no time.
                 sched.update_from_step(plan, env.now)
-                step_end_s.append(env.now)
+                ledger.record_empty(env.now)
                 continue
             cost = step_cost(batch)
-            used = sched.kv.num_used_blocks
-            if used > stats.peak_kv_blocks:
-                stats.peak_kv_blocks = used
+            ledger.observe_kv_blocks(sched.kv.num_used_blocks)
             yield env.timeout(cost.seconds)
             finished = sched.update_from_step(plan, env.now)
-            step_end_s.append(env.now)
+            ledger.record(cost, env.now)
             if self.on_first_token is not None:
                 for req in plan.prefill_reqs:
                     if req.first_token_s == env.now and req.num_output_tokens == 1:
                         self.on_first_token(req)
-            stats.num_steps += 1
-            stats.busy_s += cost.seconds
-            stats.num_tokens += batch.num_tokens
-            stats.compute_s += cost.compute_s
-            stats.memory_s += cost.memory_s
-            stats.communication_s += cost.communication_s
-            stats.overhead_s += cost.overhead_s
-            stats.padding_tokens += cost.padding_tokens
-            if cost.compile_stall_s:
-                stats.compile_stalls += 1
-                stats.compile_stall_s += cost.compile_stall_s
-            if cost.compute_s > cost.memory_s:
-                stats.compute_bound_steps += 1
             if finished:
                 self.outstanding -= len(finished)
                 self.on_finished(finished)
+
+    @property
+    def stats(self) -> ReplicaStats:
+        return self.ledger.stats()

@@ -87,6 +87,11 @@ class RequestState:
         self.num_attempts += 1
 
     @property
+    def finished(self) -> bool:
+        """Completed (all its tokens out), as opposed to waiting, running or failed."""
+        return self.status == Status.FINISHED
+
+    @property
     def num_tokens(self) -> int:
         """Prompt plus the tokens generated so far: what num_computed_tokens chases (valid outside DECODE)."""
         return self.num_prompt_tokens + self.num_output_tokens

@@ -11,9 +11,8 @@ from sim.run import SimulationResult
 def print_summary(result: SimulationResult, console: Console, written: list | None = None) -> None:
     s = result.summary
     r = result.resolved
-    sc = r.scenario
     table = Table(
-        title=f"{sc.name}: {r.model.name} on {r.hardware.name}, {sc.fleet.replicas} replica(s) x TP{r.tp}",
+        title=f"{r.name}: {r.model.name} on {r.hardware.name}, {r.fleet.replicas} replica(s) x TP{r.tp}",
         caption=f"simulated; step costs: {result.cost_model_name} model (sources below)",
     )
     table.add_column("metric")
@@ -45,7 +44,7 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
         f"{r.memory.block_size} tokens per replica ({r.memory.blocks_source})"
     )
     if result.runtime is not None:
-        from sim.report.files import runtime_block
+        from sim.document import runtime_block
 
         rt = runtime_block(result)
         cold, warm = result.startup["cold"], result.startup["warm"]
@@ -59,7 +58,7 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
         console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print("[dim]where the numbers come from:[/dim]")
     console.print(f"[dim]  model: {r.model.source}; hardware: {r.hardware.source}[/dim]")
-    for key, value in sorted(result.cost_provenance.items()):
+    for key, value in sorted(r.provenance_of("cost").items()):
         if key not in {"architecture"}:
             console.print(f"[dim]  {key}: {value}[/dim]")
     console.print(f"[dim]  workload: {result.workload.note}[/dim]")
@@ -157,18 +156,18 @@ def print_study(study, console: Console, written: list | None = None) -> None:
 
 def _print_fleet(result, console: Console) -> None:
     """Autoscaling, faults and capacity, when the fleet changed during the run."""
-    from sim.report.files import fleet_block
+    from sim.document import fleet_block
 
     log = fleet_block(result)
-    sc = result.resolved.scenario
-    if sc.autoscaler is None and sc.faults is None and len(log["lives"]) == sc.fleet.replicas:
+    fleet = result.resolved.fleet
+    if fleet.autoscaler is None and fleet.faults is None and len(log["lives"]) == fleet.replicas:
         return
     ts = result.timeseries
     counts: dict[str, int] = {}
     for event in log["events"]:
         counts[event["event"]] = counts.get(event["event"], 0) + 1
     happened = ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "no events"
-    cost = f", ${log['cost_usd']:.2f} (price: scenario)" if "cost_usd" in log else ""
+    cost = f", ${log['cost_usd']:.2f} (price: scenario)" if log["cost_usd"] is not None else ""
     console.print(
         f"fleet: {happened} | ready replicas {ts['replicas_ready'].min():.0f}-{ts['replicas_ready'].max():.0f} "
         f"| {log['retries']} retries | {log['replica_hours']:.2f} replica-hours ({log['chip_hours']:.2f} "

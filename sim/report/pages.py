@@ -42,7 +42,7 @@ def _provenance_frame(block: dict) -> pd.DataFrame:
 
 def run_page(result, written: list[Path], out_dir: Path) -> Path:
     """One run: headline metrics, the time series, start-up parts, inputs' provenance, the scenario."""
-    from sim.report.files import servesim_block
+    from sim.document import servesim_block
 
     sc = result.resolved.scenario
     block = servesim_block(result)

@@ -23,9 +23,9 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from sim import __version__  # noqa: E402
+from sim.document import json_safe  # noqa: E402
 from sim.plan.search import PlanResult  # noqa: E402
 from sim.report.figures import save_figure  # noqa: E402
-from sim.report.files import _clean  # noqa: E402
 from sim.report.tables import markdown_table  # noqa: E402
 
 SHOWN = [  # plan.md / console columns, in order (plan.csv has every column)
@@ -57,7 +57,7 @@ def methods(result: PlanResult) -> dict:
 
 
 def plan_document(result: PlanResult) -> dict:
-    return _clean(
+    return json_safe(
         {
             "servesim": __version__,
             "question": {

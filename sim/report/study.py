@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sim import __version__  # noqa: E402
+from sim.document import json_safe  # noqa: E402
 from sim.report.figures import save_figure  # noqa: E402
-from sim.report.files import _clean  # noqa: E402
 from sim.report.tables import markdown_table  # noqa: E402
 from sim.risk.study import Study  # noqa: E402
 
@@ -136,7 +136,7 @@ def write_study(study: Study, out_dir: Path, *, plot: bool) -> list[Path]:
         "(single-run variants) or come from the same scenario files",
     }
     path = out_dir / "study.json"
-    path.write_text(json.dumps(_clean(doc), indent=2) + "\n")
+    path.write_text(json.dumps(json_safe(doc), indent=2) + "\n")
     paths.append(path)
     if plot:
         paths += [_fan_chart(study, out_dir / "fan_chart.png"), _replicas(study, out_dir / "replicas.png")]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.scenario_dynamics import ObjectiveSpec
+from sim.scenario_studies import ObjectiveSpec
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,29 @@
-"""vLLM's TPU path (tpu-inference, facts §1.1-1.4): static shapes.
+"""vLLM's TPU path (tpu-inference; docs/references.md, "TPU buckets" and "compile on a miss"): static shapes.
 
 Every step is padded up to the first token bucket >= its tokens and the first request bucket >= its
 sequences, and costed at that shape (padding rows run through the matmuls and the sampler; ragged paged
 attention covers only the real sequences). A shape this replica has not compiled yet -- because precompile
 was skipped or did not cover that bucket -- is traced, lowered and compiled synchronously inside the step:
 the whole replica stalls for that compile, then the shape stays compiled.
+
+One instance per replica: it owns that replica's compiled shapes and jitter stream (sim/cost/base.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-
-from sim.cost.base import StepBatch, StepCost
+from sim.cost.base import DeviceTimeModel, StepBatch, StepColumns, StepCost, StepCostModel
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
-from sim.runtime.runs import filled, prepend, price_steps, retract_steps
+from sim.runtime.runs import give_back_jitter, run_from_parts, step_from_parts
 from sim.runtime.xla_compile import SAMPLE_VARIANTS, XlaCompileTimes
 
 
-class XlaRuntime:
+class XlaRuntime(StepCostModel):
     name = "xla"
 
     def __init__(
         self,
-        base,
+        device: DeviceTimeModel,
         *,
         token_buckets: list[int],
         request_buckets: list[int],
@@ -35,8 +33,8 @@ class XlaRuntime:
         cache: str,
         jitter: StragglerJitter,
     ):
-        self.base = base
-        self.provenance = base.provenance
+        self.device = device
+        self.provenance = device.provenance
         self.token_buckets = token_buckets
         self.request_buckets = request_buckets
         self.attn_request_buckets = attn_request_buckets
@@ -62,34 +60,6 @@ class XlaRuntime:
             stall += self.small_s * (2 + SAMPLE_VARIANTS)  # logits, logprobs and the sampler variants
         return stall
 
-    def retract(self, comm: Sequence[float], stall: Sequence[float]) -> None:
-        """Take back the newest len(comm) priced steps, which will not be taken (event skipping looks ahead);
-        comm and stall are their communication and compile-stall seconds, oldest first."""
-        retract_steps(self.jitter, self.base, comm, stall)
-
-    def decode_run_costs(self, n: int, contexts: np.ndarray):
-        """step_cost() of a run of decode steps of n sequences, vectorised (bit-identical per step). All steps
-        share one shape: the first prices (and compiles) it the scalar way, the rest cannot miss."""
-        run_components = getattr(self.base, "decode_run_components", None)
-        if run_components is None:
-            return None
-        first = self.step_cost(StepBatch(n, int(contexts[0]), (), (), n))
-        t = pad_to(self.token_buckets, n)
-        r = pad_to(self.request_buckets, n)
-        compute, memory, comm = run_components(n, t - n, r - n, contexts[1:])
-        k = len(contexts) - 1
-        overhead = self.base.overhead_s
-        seconds, comm_s = price_steps(compute, memory, comm, overhead, self.jitter, k)  # stall 0: compiled
-        return (
-            prepend(first.seconds, seconds),
-            prepend(first.compute_s, compute),
-            prepend(first.memory_s, memory),
-            prepend(first.communication_s, comm_s),
-            prepend(first.overhead_s, filled(compute, overhead, k)),
-            prepend(first.compile_stall_s, filled(compute, 0.0, k)),
-            t - n,
-        )
-
     def step_cost(self, batch: StepBatch) -> StepCost:
         n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)
         seqs = batch.num_decode_seqs + len(batch.prefill_new_tokens)
@@ -99,9 +69,26 @@ class XlaRuntime:
         if t is None or r is None or a is None:
             raise AssertionError(f"step of {n} tokens / {seqs} sequences exceeds every bucket")
         stall = self._compile_misses(t, r, a)
-        compute_s, memory_s, comm_s = self.base.components(batch, t - n, r - seqs)
-        if comm_s:
-            comm_s *= self.jitter.factor()
-        overhead = self.base.overhead_s
-        seconds = (compute_s if compute_s > memory_s else memory_s) + comm_s + overhead + stall
-        return StepCost(seconds, compute_s, memory_s, comm_s, overhead, stall, t - n)
+        parts = self.device.parts(batch, t - n, r - seqs)
+        return step_from_parts(parts, self.jitter, self.device.overhead_s, stall, n, t - n)
+
+    def price_decode_run(self, num_seqs, contexts) -> StepColumns:
+        """All steps of the run share one shape: only the first can find it uncompiled. Usually it is
+        compiled and the whole run is priced together; otherwise the first step is priced (and compiles)
+        the scalar way and the rest together."""
+        n = num_seqs
+        t = pad_to(self.token_buckets, n)
+        r = pad_to(self.request_buckets, n)
+        a = pad_to(self.attn_request_buckets, n)
+        if t is None or r is None or a is None:
+            raise AssertionError(f"decode step of {n} sequences exceeds every bucket")
+        if (t, a) in self.compiled_backbone and (t, r) in self.compiled_select and r in self.compiled_request:
+            run = self.device.decode_run_parts(n, t - n, r - n, contexts)
+            return run_from_parts(run, self.jitter, self.device.overhead_s, n, t - n)
+        first = self.step_cost(StepBatch.decode(n, int(contexts[0])))
+        run = self.device.decode_run_parts(n, t - n, r - n, contexts[1:])
+        rest = run_from_parts(run, self.jitter, self.device.overhead_s, n, t - n)
+        return StepColumns.prepend(first, rest)
+
+    def retract(self, steps: StepColumns) -> None:
+        give_back_jitter(self.jitter, steps)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.errors import InputError
-from sim.scenario import ArrivalSpec
+from sim.traffic.spec import ArrivalSpec
 
 _GRID_POINTS = 200_000  # resolution of the cumulative-rate grid over the horizon
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.errors import InputError
-from sim.scenario import (
+from sim.traffic.spec import (
     FixedLengths,
     LognormalLengths,
     RandomLengths,

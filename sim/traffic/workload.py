@@ -7,10 +7,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.scenario import Scenario
 from sim.traffic.arrivals import arrival_times
 from sim.traffic.lengths import sample_lengths
+from sim.traffic.spec import WorkloadSpec
 from sim.traffic.trace import read_trace
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    """What the traffic layer draws: the workload section and the run's bounds (sim/resolve.py makes it)."""
+
+    spec: WorkloadSpec
+    num_requests: int | None
+    duration_s: float | None
 
 
 @dataclass(frozen=True)
@@ -26,27 +35,26 @@ class Workload:
         return len(self.arrival_s)
 
 
-def build_workload(scenario: Scenario, seed: int | None = None) -> Workload:
+def build_workload(plan: WorkloadPlan, seed: int) -> Workload:
     """Draw the workload. Arrivals use ``default_rng(seed)`` itself (the harness's stream); lengths use an
     independent child stream, so changing the length distribution never moves the arrival times."""
-    seed = scenario.seed if seed is None else seed
-    spec = scenario.workload
+    spec = plan.spec
     if spec.lengths.kind == "trace":
         arrival, prompt, output = read_trace(spec.lengths.path)
         keep = np.ones(len(arrival), dtype=bool)
-        if scenario.duration_s is not None:
-            keep &= arrival <= scenario.duration_s
+        if plan.duration_s is not None:
+            keep &= arrival <= plan.duration_s
         idx = np.flatnonzero(keep)
-        if scenario.num_requests is not None:
-            idx = idx[: scenario.num_requests]
+        if plan.num_requests is not None:
+            idx = idx[: plan.num_requests]
         return _with_sessions(
             Workload(arrival[idx], prompt[idx], output[idx], "recorded trace"), spec.sessions, seed
         )
     arrival = arrival_times(
         spec.arrivals,
         np.random.default_rng(seed),
-        num_requests=scenario.num_requests,
-        duration_s=scenario.duration_s,
+        num_requests=plan.num_requests,
+        duration_s=plan.duration_s,
     )
     length_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     prompt, output, note = sample_lengths(spec.lengths, len(arrival), length_rng, seed)

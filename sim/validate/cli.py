@@ -61,7 +61,7 @@ def _load_and_replay(
     from sim.loader import load_scenario
     from sim.metrics.summary import summarize
     from sim.resolve import resolve
-    from sim.traffic import build_workload
+    from sim.traffic.workload import build_workload
     from sim.validate.measured import measured_table
 
     check_endpoint(endpoint)
@@ -150,7 +150,7 @@ def run(
     strict,
 ):
     """Replay SCENARIO against ENDPOINT and through the simulator; report predicted vs measured."""
-    from sim.report.files import summary_document
+    from sim.document import summary_document
     from sim.run import run_simulation
     from sim.validate.compare import Tolerances, compare
     from sim.validate.report import plot_validation, write_validation
@@ -163,7 +163,7 @@ def run(
         )
         sent = len(load.records)
         if sent < workload.num_requests:  # --max-duration cut the replay: simulate what was sent
-            from sim.traffic import Workload
+            from sim.traffic.workload import Workload
 
             workload = Workload(
                 workload.arrival_s[:sent],

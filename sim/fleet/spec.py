@@ -1,6 +1,5 @@
-"""Scenario sections for a fleet that changes while it serves: admission, retries, autoscaling, faults,
-Monte Carlo risk and variants. Kept apart from sim/scenario.py so that each file reads as one topic;
-sim/scenario.py assembles them into the Scenario.
+"""The fleet sections of a scenario: replicas and routing, admission, retries, autoscaling and faults, owned
+by the fleet layer (sim/fleet/). sim/scenario.py composes them into the Scenario.
 
 Every default cites where it comes from (Kubernetes HPA, Knative, Envoy, cloud documentation); numbers
 without a published figure say "estimated".
@@ -8,11 +7,25 @@ without a published figure say "estimated".
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from sim.registry import RegistryKey
 from sim.strict import StrictModel
+
+
+def _routers():
+    from sim.fleet.router import ROUTERS
+
+    return ROUTERS
+
+
+def _policies():
+    from sim.fleet.policies import POLICIES
+
+    return POLICIES
+
 
 # ---- router: admission and retries --------------------------------------------------------------------
 
@@ -58,7 +71,35 @@ class RetrySpec(StrictModel):
     )
 
 
-# ---- autoscaler -------------------------------------------------------------------------------------------
+class FleetSpec(StrictModel):
+    replicas: int = Field(1, ge=1, description="Identical vLLM replicas.")
+    tensor_parallel_size: int = Field(1, ge=1, description="Chips per replica.")
+    replicas_per_host: int | None = Field(
+        None, ge=1, description="Replicas packed on one host (default: as many as its chips allow)."
+    )
+    interconnect: str | None = Field(
+        None, description="Link the TP all-reduces use (a key of the hardware's links); default: its fastest."
+    )
+    collective_jitter_sigma: float | None = Field(
+        None, ge=0, description="Log-normal sigma of per-rank all-reduce noise; default per link type."
+    )
+    router: Annotated[str, RegistryKey(_routers, "router")] = Field(
+        "round_robin",
+        description="round_robin; least_outstanding (fewest waiting + running); least_kv (lowest KV-cache "
+        "use); session_affinity (a session's requests go to the same replica while it is up).",
+    )
+    admission: AdmissionSpec = Field(
+        default_factory=AdmissionSpec, description="Queue caps (see fleet.admission)."
+    )
+    retry: RetrySpec = Field(
+        default_factory=RetrySpec, description="Retries of dropped requests (see fleet.retry)."
+    )
+    usd_per_chip_hour: float | None = Field(
+        None, gt=0, description="Price of one chip-hour, for cost per good request (reported as 'scenario')."
+    )
+
+
+# ---- autoscaler ---------------------------------------------------------------------------------------
 
 
 class AutoscalerSpec(StrictModel):
@@ -69,7 +110,7 @@ class AutoscalerSpec(StrictModel):
     scale_down_stabilization_s, then min/max, cooldowns and the per-interval scale-up limit apply. Replicas
     present at t=0 are ready; every added one goes through the full cold start (see startup)."""
 
-    policy: Literal["target_inflight", "queue_length", "kv_usage", "ttft"] = Field(
+    policy: Annotated[str, RegistryKey(_policies, "autoscaler policy")] = Field(
         ...,
         description="target_inflight: waiting + running per replica (Knative/KServe concurrency target); "
         "queue_length: waiting requests per replica (HPA on vllm:num_requests_waiting); kv_usage: KV-cache "
@@ -111,7 +152,7 @@ class AutoscalerSpec(StrictModel):
         return self
 
 
-# ---- faults -------------------------------------------------------------------------------------------------
+# ---- faults -------------------------------------------------------------------------------------------
 
 
 class FailureProcess(StrictModel):
@@ -173,40 +214,3 @@ class FaultsSpec(StrictModel):
         description="Repair time: a crashed unit's machine comes back after this long, and its replacement "
         "waits for it instead of acquiring new capacity (no provisioning, no stock-out); none = new capacity.",
     )
-
-
-# ---- Monte Carlo risk and variants ----------------------------------------------------------------------
-
-
-class ObjectiveSpec(StrictModel):
-    """What a run must achieve; a run that misses it is a breach. Windowed attainment = good / arrived for
-    the requests that arrived in each window (failures count as not good)."""
-
-    window_s: float = Field(10.0, gt=0, description="Window of the attainment series.")
-    min_attainment: float = Field(0.9, gt=0, le=1, description="Target windowed SLO attainment.")
-    max_breach_s: float = Field(
-        30.0, ge=0, description="Breach when attainment stays below target longer than this (consecutive)."
-    )
-    max_failed_requests: int | None = Field(
-        0, ge=0, description="Breach when more requests than this fail; none = failures alone never breach."
-    )
-
-
-class MonteCarloSpec(StrictModel):
-    """N independent runs (seeds drawn from the scenario seed) in parallel processes; distributions with
-    confidence intervals, and failover risk = P(a run breaches the objective)."""
-
-    runs: int = Field(1, ge=1, description="Independent runs; 1 = a single ordinary run.")
-    jobs: int | None = Field(None, ge=1, description="Parallel processes; default = CPU count.")
-    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the reported intervals.")
-    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec, description="What counts as a breach.")
-
-
-Variants = dict[str, dict[str, Any]]
-
-
-def check_variants(variants: Variants) -> Variants:
-    for name in variants:
-        if not name or any(c in name for c in "/\\ "):
-            raise ValueError(f"variant name {name!r} must be non-empty without spaces or slashes")
-    return variants

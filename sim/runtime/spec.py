@@ -1,0 +1,123 @@
+"""The engine and start-up sections of a scenario: vLLM's engine knobs, its CUDA and XLA paths, and a
+replica's start-up parts, owned by the runtime layer (sim/runtime/). sim/scenario.py composes them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from sim.registry import RegistryKey
+from sim.strict import StrictModel
+
+
+def _runtimes():
+    from sim.runtime.settings import RUNTIMES
+
+    return RUNTIMES
+
+
+class CudaSpec(StrictModel):
+    """vLLM's CUDA path: shapes are dynamic; small uniform decode batches replay full CUDA graphs at the next
+    capture size, mixed batches up to the largest size replay piecewise graphs, larger ones run eagerly."""
+
+    cudagraph_capture_sizes: list[int] | None = Field(
+        None, description="Explicit capture sizes; default is vLLM v0.33's list for max_num_seqs."
+    )
+    max_cudagraph_capture_size: int | None = Field(
+        None, ge=1, description="Largest capture size (default min(2 x max_num_seqs, 512))."
+    )
+    enforce_eager: bool = Field(
+        False, description="No CUDA graphs and no torch.compile (vLLM --enforce-eager)."
+    )
+    torch_compile_cache: Literal["cold", "warm"] = Field(
+        "cold", description="Whether ~/.cache/vllm/torch_compile_cache already holds this model's graphs."
+    )
+    piecewise_overhead_per_layer_s: float | None = Field(
+        None, ge=0, description="Extra host time per layer, piecewise steps."
+    )
+    eager_overhead_per_layer_s: float | None = Field(
+        None, ge=0, description="Extra host time per layer, eager steps."
+    )
+
+
+class XlaSpec(StrictModel):
+    """vLLM's TPU path (tpu-inference): every step runs at a precompiled (token bucket, request bucket) shape;
+    precompile happens at startup; a shape not compiled yet stalls its step while XLA compiles it."""
+
+    bucket_padding_gap: int = Field(0, ge=0, description="VLLM_TPU_BUCKET_PADDING_GAP: 0 = powers of two.")
+    min_token_bucket: int = Field(16, ge=1, description="MIN_TOKEN_BUCKET.")
+    extra_token_buckets: list[int] = Field(
+        default_factory=list, description="additional_config compilation_sizes."
+    )
+    precompile: bool = Field(
+        True, description="False = SKIP_JAX_PRECOMPILE=1: every shape compiles on first use."
+    )
+    precompile_token_buckets: list[int] | None = Field(
+        None, description="Precompile only these token buckets; the others compile on first use."
+    )
+    compile_cache: Literal["cold", "warm"] = Field(
+        "cold", description="Persistent XLA cache (VLLM_XLA_CACHE_PATH) empty, or holding every shape."
+    )
+    precompile_workers: int = Field(1, ge=1, description="NUM_PRECOMPILE_WORKERS.")
+    backbone_compile_s: float | None = Field(
+        None,
+        gt=0,
+        description="Cold compile of one model-forward bucket; default derived from published warm-ups.",
+    )
+
+    @field_validator("extra_token_buckets", "precompile_token_buckets")
+    @classmethod
+    def _positive(cls, values):
+        if values is not None and any(v < 1 for v in values):
+            raise ValueError("bucket sizes must be >= 1")
+        return values
+
+
+class EngineSpec(StrictModel):
+    """vLLM engine knobs. Each left out takes vLLM's default for the hardware (sim/resolve.py cites them)."""
+
+    max_num_batched_tokens: int | None = Field(None, ge=1, description="Per-step token budget.")
+    max_num_seqs: int | None = Field(None, ge=1, description="Most requests running at once.")
+    block_size: int | None = Field(None, ge=1, description="Tokens per KV-cache block (page).")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Share of device memory vLLM may use."
+    )
+    max_model_len: int | None = Field(None, ge=2, description="Longest prompt + output a request may have.")
+    enable_chunked_prefill: bool = Field(
+        True, description="Off: a prompt waits until it fits one step whole."
+    )
+    enable_prefix_caching: bool = Field(
+        True, description="Recorded; hits need shared prefixes, which the built-in workloads do not have."
+    )
+    num_gpu_blocks_override: int | None = Field(None, ge=1, description="Force the KV capacity in blocks.")
+    activation_reserve_gib: float | None = Field(
+        None, ge=0, description="Memory kept for activations; default is an estimate (sim/replica/memory.py)."
+    )
+    runtime: Annotated[str, RegistryKey(_runtimes, "runtime")] | None = Field(
+        None, description="Executor path; default cuda on GPUs, xla on TPUs, eager on CPU hosts."
+    )
+    kv_cache_space_gib: float | None = Field(
+        None,
+        gt=0,
+        description="KV cache per chip, GiB, instead of deriving it (required on CPU: VLLM_CPU_KVCACHE_SPACE).",
+    )
+    cuda: CudaSpec = Field(default_factory=CudaSpec, description="CUDA-path knobs (see engine.cuda).")
+    xla: XlaSpec = Field(default_factory=XlaSpec, description="XLA-path knobs (see engine.xla).")
+
+
+class StartupSpec(StrictModel):
+    """A replica's time to ready = provision + container start + weight load + the runtime's own start."""
+
+    provision_s: float | None = Field(
+        None,
+        ge=0,
+        description="Acquiring a new machine or slice; default per hardware kind (catalog/runtime.yaml). "
+        "A replica placed on a host that is already up skips it.",
+    )
+    stockout_probability: float = Field(
+        0.0, ge=0, lt=1, description="Chance that one capacity request finds no stock and is retried."
+    )
+    stockout_retry_s: float = Field(60.0, ge=0, description="Wait before asking for capacity again.")
+    container_start_s: float | None = Field(None, ge=0, description="Container and vLLM process start.")
+    storage_bandwidth_gbs: float | None = Field(None, gt=0, description="Weight download bandwidth, GB/s.")
