@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def _on_tpu(model: str, host: str) -> dict:
-    from calibrate.cli import _lookup
+    from calibrate.cli import lookup_host_and_model
     from calibrate.kernels import measure_kernels
     from calibrate.store import PointStore
 
-    arch, hw = _lookup(host, model)
+    arch, hw = lookup_host_and_model(host, model)
     store = PointStore(ROOT / "benchmarks" / "out" / "kernels-points.json", resume=False)
     section = measure_kernels(
         arch,
@@ -57,11 +57,11 @@ def _aot_compile_times(model: str) -> dict:
     from jax.experimental import topologies
     from jax.sharding import SingleDeviceSharding
 
-    from calibrate.cli import _lookup
+    from calibrate.cli import lookup_host_and_model
     from kernels.block_sizes import BlockSizes
     from kernels.ragged_paged_attention.kernel import ragged_paged_attention_kernel
 
-    arch, _ = _lookup("tpu-v6e", model)
+    arch, _ = lookup_host_and_model("tpu-v6e", model)
     out = {}
     for gen, topo_name in (("v5e", "v5e:2x2"), ("v6e", "v6e:2x2")):
         try:

@@ -13,7 +13,6 @@ Each finished point is saved at once; --resume continues a killed run. Bad input
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -21,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sim import __version__, catalog
+from sim.cli_support import fail
 from sim.errors import InputError
 
-EXIT_BAD_INPUT = 2
 METHODS = ("vllm", "torch", "jax", "tpu-aot", "collectives", "endpoint", "kernels")
 
 
@@ -123,12 +122,11 @@ def main(
             server_max_model_len=max_model_len,
         )
     except InputError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        fail(str(err))
     print_profile(profile, path, Console())
 
 
-def _lookup(host: str, model_name: str):
+def lookup_host_and_model(host: str, model_name: str):
     from sim.resolve import lookup_hardware, lookup_model
 
     arch = lookup_model(model_name)
@@ -157,7 +155,7 @@ def run(
     from calibrate.store import PointStore
     from sim.profile import Profile, save_profile
 
-    arch, hw = _lookup(host, model_name)
+    arch, hw = lookup_host_and_model(host, model_name)
     if endpoint is not None:
         methods = list(methods) or ["endpoint"]
         if methods != ["endpoint"]:

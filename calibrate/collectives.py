@@ -12,10 +12,10 @@ import socket
 import tempfile
 from collections.abc import Callable
 
-from calibrate.environment import cpu_model, provenance
 from calibrate.fit import fit_alpha_beta
 from calibrate.store import PointStore
 from sim.errors import InputError
+from sim.live.environment import cpu_model, provenance
 from sim.profile import CollectiveSample, CollectiveSection
 
 SIZES_FULL = [2**k for k in range(10, 27, 2)]  # 1 KiB .. 64 MiB

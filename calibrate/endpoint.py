@@ -21,13 +21,13 @@ import asyncio
 import statistics
 from collections.abc import Callable
 
-from calibrate.client import CompletionsClient, prompt_tokens
-from calibrate.environment import provenance
 from calibrate.fit import fit_steps
 from calibrate.grid import StepPoint
 from calibrate.store import PointStore
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
+from sim.live.client import CompletionsClient, prompt_tokens
+from sim.live.environment import provenance
 from sim.profile import StepSection
 
 DECODE_OUTPUT = 32

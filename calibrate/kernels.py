@@ -191,7 +191,6 @@ def measure_kernels(
     jax = require_tpu(host)
     import jax.numpy as jnp
 
-    from calibrate.environment import provenance
     from calibrate.fit import fit_kernel
     from calibrate.store import measure_point
     from calibrate.timing import median_time
@@ -199,6 +198,7 @@ def measure_kernels(
     from kernels.dispatch import tpu_generation
     from kernels.ragged_paged_attention.kernel import ragged_paged_attention_kernel
     from kernels.ragged_paged_attention.reference import ragged_paged_attention_reference
+    from sim.live.environment import provenance
 
     resolved = traffic_scenario(arch.name, host, num_requests=100 if quick else 400)
     page_size = resolved.engine.block_size

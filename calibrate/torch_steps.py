@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from calibrate.environment import cpu_model, provenance
 from calibrate.fit import fit_steps, linear_in_layers
 from calibrate.grid import StepPoint, measure_grid, step_grid
 from calibrate.hf_config import llama_config
@@ -20,6 +19,7 @@ from calibrate.store import PointStore, measure_point
 from calibrate.timing import cuda_median_time, median_time
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
+from sim.live.environment import cpu_model, provenance
 from sim.profile import MicroBenchmarks, StepSection
 
 INSTALL_HINT = 'pip install "servesim[torch]"  (torch==2.13.0 CPU build and transformers)'

@@ -19,13 +19,13 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from calibrate.environment import cpu_model, provenance
 from calibrate.fit import fit_steps
 from calibrate.grid import StepPoint, measure_grid, step_grid
 from calibrate.hf_config import llama_config
 from calibrate.store import PointStore
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
+from sim.live.environment import cpu_model, provenance
 from sim.profile import StepSection
 
 INSTALL_HINT = (

@@ -20,12 +20,12 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from calibrate.environment import cpu_model, provenance
 from calibrate.store import PointStore, measure_point
 from calibrate.timing import median_time
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
 from sim.hardware import HardwareSpec
+from sim.live.environment import cpu_model, provenance
 from sim.profile import CompileSample, CompileSection
 from sim.runtime.buckets import token_buckets
 

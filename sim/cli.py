@@ -7,22 +7,14 @@ line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sim.cli_support import counting, executor_for, fail
 from sim.errors import InputError
-
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,19 +87,19 @@ def main(
         click.echo(json.dumps(Scenario.model_json_schema(by_alias=True), indent=2))
         return
     if scenario is None:
-        _fail("missing SCENARIO (a YAML file); see `simulate --help`")
+        fail("missing SCENARIO (a YAML file); see `simulate --help`")
     if seed is not None and seed < 0:
-        _fail("--seed: must be >= 0")
+        fail("--seed: must be >= 0")
     if runs is not None and runs < 1:
-        _fail("--runs: must be >= 1")
+        fail("--runs: must be >= 1")
     if jobs is not None and jobs < 1:
-        _fail("--jobs: must be >= 1")
+        fail("--jobs: must be >= 1")
     from sim.report.files import require_table_format
 
     try:
         require_table_format(table_format)
     except ImportError as err:
-        _fail(f"--tables: {err}")
+        fail(f"--tables: {err}")
     try:
         from sim.loader import load_scenario
         from sim.resolve import resolve
@@ -115,7 +107,7 @@ def main(
         sc = load_scenario(scenario, overrides)
         if sc.sweep is not None:
             if runs is not None and runs > 1:
-                _fail("--runs: a sweep runs one seed per point; use variants for Monte Carlo comparisons")
+                fail("--runs: a sweep runs one seed per point; use variants for Monte Carlo comparisons")
             with executor_for(executor, jobs, address) as ex:
                 _sweep(scenario, sc, overrides, seed, out_dir, as_json, no_plot, ex, report)
             return
@@ -127,7 +119,7 @@ def main(
         resolved = resolve(sc)
         result = _run(resolved, seed, show_progress=not as_json)
     except InputError as err:
-        _fail(str(err))
+        fail(str(err))
 
     from sim.document import summary_document
     from sim.report.files import write_results
@@ -147,7 +139,7 @@ def main(
 
             written.append(run_page(result, written, target))
     except OSError as exc:
-        _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
+        fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
     if as_json:
         click.echo(json.dumps(summary_document(result, per_request=False), indent=2))
         return
@@ -156,44 +148,11 @@ def main(
     print_summary(result, Console(), written)
 
 
-def _counting(verb: str, unit: str, name: str, quiet: bool, work):
-    """work(progress) with a rich bar counting done/total items on a terminal; progress=None otherwise."""
-    console = Console(stderr=True)
-    if quiet or not console.is_terminal:
-        return work(None)
-    with Progress(
-        TextColumn(f"[bold]{verb}[/bold] {{task.description}}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}" + (f" {unit}" if unit else "")),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(name, total=1)
-
-        def update(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label or name)
-
-        return work(update)
-
-
-@contextmanager
-def executor_for(kind: str, jobs: int | None, address: str | None):
-    """The executor a multi-run command asked for, shut down (a Ray instance it started) afterwards."""
-    from sim.executor import make_executor
-
-    executor = make_executor(kind, jobs=jobs, address=address)
-    try:
-        yield executor
-    finally:
-        executor.close()
-
-
 def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot, executor, report):
     from sim.report.sweep import write_sweep
     from sim.sweep import run_sweep
 
-    sweep = _counting(
+    sweep = counting(
         "sweep",
         "points",
         sc.name,
@@ -208,7 +167,7 @@ def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot, executor, repor
 
             written.append(sweep_page(sweep, written, target))
     except OSError as exc:
-        _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
+        fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
     if as_json:
         click.echo(sweep.table.to_json(orient="records", indent=2))
         return
@@ -218,12 +177,16 @@ def _sweep(path, sc, overrides, seed, out_dir, as_json, no_plot, executor, repor
 
 
 def _study(path, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, executor, report):
+    from functools import partial
+
+    from sim.report.files import write_results
     from sim.report.study import side_by_side, write_study
     from sim.risk.study import run_study
 
     target = out_dir or Path("results") / sc.name
-    kwargs = dict(seed=seed, runs=runs, out_dir=target, plot=not no_plot, executor=executor, **tables)
-    study = _counting(
+    write_run = partial(write_results, per_request=False, plot=not no_plot, **tables)
+    kwargs = dict(seed=seed, runs=runs, out_dir=target, write_run=write_run, executor=executor)
+    study = counting(
         "runs", "", sc.name, as_json, lambda progress: run_study(path, overrides, progress=progress, **kwargs)
     )
     try:
@@ -233,7 +196,7 @@ def _study(path, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, e
 
             written.append(study_page(study, written, target))
     except OSError as exc:
-        _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
+        fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
     if as_json:
         click.echo(side_by_side(study).to_json(orient="records", indent=2))
         return

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from sim.hardware import HardwareSpec
+if TYPE_CHECKING:  # sim/hardware.py checks kinds against this table: no import back at run time
+    from sim.hardware import HardwareSpec
 
 GIB = 1024**3
 
@@ -51,7 +53,7 @@ class BatchDefaults:
 @dataclass(frozen=True)
 class HardwareKind:
     name: str
-    default_runtime: str  # key of sim/runtime/settings.py RUNTIMES
+    runtimes: tuple[str, ...]  # keys of sim/runtime/settings.py RUNTIMES that serve it; the first by default
     batch_defaults: Callable[[HardwareSpec], BatchDefaults]
     block_size: Callable[[int], tuple[int, str]]  # max_model_len -> (tokens per KV block, source)
     kv_sizing: KVSizing
@@ -81,7 +83,7 @@ def tpu_page_size(max_model_len: int) -> int:
 HARDWARE_KINDS: dict[str, HardwareKind] = {
     "gpu": HardwareKind(
         name="gpu",
-        default_runtime="cuda",
+        runtimes=("cuda",),
         batch_defaults=_gpu_batch,
         block_size=_gpu_block,
         kv_sizing=KVSizing.PROFILED,
@@ -89,7 +91,7 @@ HARDWARE_KINDS: dict[str, HardwareKind] = {
     ),
     "tpu": HardwareKind(
         name="tpu",
-        default_runtime="xla",
+        runtimes=("xla",),
         batch_defaults=lambda hw: BatchDefaults(2048, 256, _SRC_TPU_BATCH),
         block_size=lambda max_model_len: (tpu_page_size(max_model_len), _SRC_BLOCK_TPU),
         kv_sizing=KVSizing.AFTER_WEIGHTS,
@@ -97,7 +99,7 @@ HARDWARE_KINDS: dict[str, HardwareKind] = {
     ),
     "cpu": HardwareKind(
         name="cpu",
-        default_runtime="eager",
+        runtimes=("eager",),
         batch_defaults=lambda hw: BatchDefaults(2048, 256, _SRC_SMALL),
         block_size=_gpu_block,
         kv_sizing=KVSizing.GIVEN,

@@ -16,48 +16,7 @@ from pydantic import ValidationError
 
 from sim.errors import InputError
 from sim.scenario import Scenario
-
-
-def _format_location(loc: tuple) -> str:
-    """Pydantic adds union-member tags ('fixed', 'str', ...) to paths; keep only the user's field names."""
-    parts = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-            continue
-        if item in {"str", "int", "float", "bool", "constrained-str", "literal['inf']"} or item.startswith(
-            ("function-", "literal[")
-        ):
-            continue
-        if (
-            item
-            in {
-                "ModelArchitecture",
-                "HardwareSpec",
-                "fixed",
-                "random",
-                "lognormal",
-                "sharegpt_like",
-                "sharegpt_file",
-                "trace",
-                "roofline",
-                "constant",
-            }
-            and parts
-        ):
-            continue
-        parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "scenario"
-
-
-def validation_error_to_input_error(err: ValidationError) -> InputError:
-    """Report the most specific pydantic error (the first one) as field: message."""
-    first = err.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    extra = len(err.errors()) - 1
-    if extra:
-        message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
-    return InputError(message, _format_location(tuple(first["loc"])))
+from sim.strict import validation_error_to_input_error
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from sim.errors import InputError
-from sim.strict import StrictModel
+from sim.strict import StrictModel, validation_error_to_input_error
 
 SCHEMA_VERSION = 1
 Method = Literal["measured", "aot-compiled", "estimated", "fitted"]
@@ -211,8 +211,6 @@ def load_profile(path: str | Path, field: str = "profile") -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as err:
-        from sim.loader import validation_error_to_input_error
-
         inner = validation_error_to_input_error(err)
         raise InputError(f"profile {path}: {inner.field}: {inner.message}", field) from None
 

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from calibrate.startup_probe import stop_process_group
+from sim.live.startup_probe import stop_process_group
 from tests.vllm_env import ROOT, vllm_python
 
 MAX_MODEL_LEN = 512

@@ -5,10 +5,14 @@ every replica, the time series and the summary, bit for bit."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from sim.document import summary_document
 from sim.loader import load_scenario_dict
 from sim.resolve import resolve
 from sim.run import run_simulation
@@ -64,6 +68,23 @@ CASES = {
         workload={**SHAREGPT, "arrivals": {"rate": 45}, "request_timeout_s": 8},
         num_requests=1500,
     ),
+    "roofline fleet, TP2 over PCIe with jitter, round robin": scenario_dict(
+        model="llama-3.1-70b",
+        hardware="rtx-pro-6000",
+        fleet={"replicas": 3, "tensor_parallel_size": 2, "router": "round_robin"},
+        workload={**SHAREGPT, "arrivals": {"process": "gamma", "rate": 18, "burstiness": 0.5}},
+        num_requests=900,
+    ),
+    "measured profile, three replicas (steps beyond the profile retracted per replica)": {
+        **yaml.safe_load(Path("scenarios/cpu_tiny_llama.yaml").read_text()),
+        "profile": str(Path("profiles/cpu-tiny-llama.json").resolve()),
+        "fleet": {"replicas": 3, "router": "least_outstanding"},
+        "workload": {
+            "lengths": {"kind": "random", "input_len": 64, "output_len": 200, "range_ratio": 0.5},
+            "arrivals": {"process": "gamma", "rate": 400, "burstiness": 0.5},
+        },
+        "num_requests": 2500,
+    },
     "KV pressure and preemption": scenario_dict(
         engine={"max_model_len": 4096, "num_gpu_blocks_override": 600},
         workload={**SHAREGPT, "arrivals": {"rate": 20}},
@@ -72,20 +93,28 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_fast_path_equals_reference_path(name):
-    resolved = resolve(load_scenario_dict(CASES[name]))
-    fast = run_simulation(resolved, event_skipping=True)
-    reference = run_simulation(resolved, event_skipping=False)
+def assert_identical(fast, reference) -> None:
+    """Bit for bit: every request, every step end time, the time series and the whole summary.json
+    (warnings, per-replica totals and provenance included)."""
     pd.testing.assert_frame_equal(fast.table, reference.table, check_exact=True)
     pd.testing.assert_frame_equal(fast.timeseries, reference.timeseries, check_exact=True)
     assert len(fast.step_end_s) == len(reference.step_end_s)
     for a, b in zip(fast.step_end_s, reference.step_end_s, strict=True):
         assert np.array_equal(a, b)
-    assert fast.summary == reference.summary
-    assert fast.num_steps == reference.num_steps
+    assert summary_document(fast, per_request=True) == summary_document(reference, per_request=True)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_fast_path_equals_reference_path(name):
+    resolved = resolve(load_scenario_dict(CASES[name]))
+    fast = run_simulation(resolved, event_skipping=True)
+    reference = run_simulation(resolved, event_skipping=False)
+    assert_identical(fast, reference)
     if name == "KV pressure and preemption":
         assert fast.table["num_preemptions"].sum() > 0  # the case exercises what it says
+    if name.startswith("measured profile"):  # runs were truncated and steps beyond the profile priced
+        assert fast.warnings and "larger than any step in the profile" in fast.warnings[0]
+        assert len(fast.replica_stats) == 3
     if name.startswith("client timeouts"):
         errors = fast.table["error"]
         assert (errors == "timeout").sum() > 0 and fast.table["success"].sum() > 0
@@ -94,15 +123,12 @@ def test_fast_path_equals_reference_path(name):
 @pytest.mark.parametrize("path", ["scenarios/cpu_tiny_llama.yaml", "scenarios/flash_spike.yaml"])
 def test_shipped_scenarios_fast_equals_reference(path):
     """A measured profile's fitted step times (cpu_tiny_llama) and the autoscaled headline."""
-    from pathlib import Path
-
     from sim.loader import load_scenario
 
     resolved = resolve(load_scenario(Path(path), ["variants={}", "duration_s=200"]))
-    fast = run_simulation(resolved, event_skipping=True)
-    reference = run_simulation(resolved, event_skipping=False)
-    pd.testing.assert_frame_equal(fast.table, reference.table, check_exact=True)
-    pd.testing.assert_frame_equal(fast.timeseries, reference.timeseries, check_exact=True)
+    assert_identical(
+        run_simulation(resolved, event_skipping=True), run_simulation(resolved, event_skipping=False)
+    )
 
 
 def test_scale_down_without_drain_kills_a_replica_mid_run():
@@ -116,5 +142,5 @@ def test_scale_down_without_drain_kills_a_replica_mid_run():
     resolved = resolve(load_scenario_dict(data))
     fast = run_simulation(resolved, event_skipping=True)
     reference = run_simulation(resolved, event_skipping=False)
-    pd.testing.assert_frame_equal(fast.table, reference.table, check_exact=True)
+    assert_identical(fast, reference)
     assert (fast.table["attempts"] > 1).any()  # the case exercises what it says

@@ -271,8 +271,8 @@ def test_kernel_shapes_come_from_the_simulated_traffic_mix():
 
 
 def test_a_kernels_section_replaces_the_roofline_attention_term(tmp_path):
-    from calibrate.environment import provenance
     from sim.cost.base import StepBatch
+    from sim.live.environment import provenance
     from sim.loader import load_scenario_dict
     from sim.profile import FitQuality, KernelFit, KernelSection, Profile, save_profile
     from sim.resolve import resolve

@@ -11,8 +11,8 @@ import yaml
 from click.testing import CliRunner
 
 from calibrate.cli import main as calibrate_main
-from calibrate.client import CompletionsClient, prompt_tokens
 from sim.cli import main as simulate_main
+from sim.live.client import CompletionsClient, prompt_tokens
 from sim.profile import load_profile
 
 pytestmark = pytest.mark.live

@@ -116,7 +116,7 @@ def test_cheapest_of_two_options_by_hand():
     )
     assert result.cheapest == "option=fast_dear"
     assert list(result.table["candidate"])[0] == "option=fast_dear"  # ranked cheapest first
-    assert fast["usd_per_1m_good"] == pytest.approx(30.0 / (fast["goodput_rps"] * 3600) * 1e6)
+    assert fast["usd_per_1m_good_requests"] == pytest.approx(30.0 / (fast["goodput_rps"] * 3600) * 1e6)
     # Pareto: slow_cheap costs more and sustains less (5 x 5.03 < 3 x 10.1): dominated.
     assert result.pareto == ["option=fast_dear"]
     budgeted = run_plan(BASE, Path("."), target_rps=25, attainment=0.9, prices=PRICES, budget_usd_per_hour=32)

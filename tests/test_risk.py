@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from sim.report.files import write_results
 from sim.report.study import side_by_side, write_study
 from sim.risk.objective import attainment_series, judge
 from sim.risk.stats import mean_interval, wilson_interval
@@ -65,7 +67,8 @@ def test_variants_give_one_row_each_and_their_own_result_folders(tmp_path):
     )
     path = write(tmp_path, data)
     out = tmp_path / "out"
-    study = run_study(path, runs=1, jobs=1, out_dir=out, plot=False)
+    write_run = partial(write_results, per_request=False, plot=False)
+    study = run_study(path, runs=1, jobs=1, out_dir=out, write_run=write_run)
     table = side_by_side(study)
     assert table["variant"].tolist() == ["small_steps", "big_steps"]
     assert (out / "small_steps" / "summary.json").exists() and (out / "big_steps" / "requests.csv").exists()

@@ -9,12 +9,12 @@ from typing import Any
 
 import yaml
 
-_HERE = Path(__file__).parent
+CATALOG_DIR = Path(__file__).parent  # the YAML files of the catalog
 
 
 @cache
 def _load(name: str) -> dict[str, Any]:
-    with open(_HERE / f"{name}.yaml", encoding="utf-8") as fh:
+    with open(CATALOG_DIR / f"{name}.yaml", encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
 

@@ -16,7 +16,7 @@ import simpy
 from sim.cost.base import StepCostModel
 from sim.fleet.controller import FleetHooks, ReplicaController
 from sim.fleet.faults import FaultInjector
-from sim.fleet.intake import RequestIntake
+from sim.fleet.intake import RequestIntake, RequestStream
 from sim.fleet.policies import POLICIES
 from sim.fleet.router import ROUTERS
 from sim.fleet.settings import FleetSettings
@@ -24,7 +24,6 @@ from sim.replica.replica import Replica
 from sim.replica.request import RequestState
 from sim.replica.scheduler import SchedulerConfig
 from sim.runtime.startup import StartupBreakdown
-from sim.traffic.workload import Workload
 
 # Independent random streams per purpose (SeedSequence spawn keys), so one purpose never shifts another.
 _STREAM_FAULTS, _STREAM_STOCKOUT, _STREAM_BACKOFF = 10, 11, 12
@@ -41,7 +40,7 @@ class Fleet:
         settings: FleetSettings,
         scheduler_config: SchedulerConfig,
         make_cost_model: Callable[[int], StepCostModel],
-        workload: Workload,
+        workload: RequestStream,
         *,
         seed: int,
         startup: StartupBreakdown | None = None,

@@ -22,13 +22,31 @@ from sim.fleet.router import Router
 from sim.fleet.settings import FleetSettings
 from sim.replica.replica import Replica, ReplicaState
 from sim.replica.request import RequestState, Status
-from sim.traffic.workload import Workload
 
 REJECT_REPLICA = "rejected: replica queue full (HTTP 503)"
 REJECT_FLEET = "rejected: fleet queue full (HTTP 429)"
 TOO_LONG = "prompt longer than max_model_len"
 TIMEOUT = "timeout"
 LOST = "replica failure: retry budget spent"
+
+
+class RequestStream(Protocol):
+    """The requests to release, as columns (sim/traffic/workload.py's Workload is one)."""
+
+    @property
+    def arrival_s(self) -> np.ndarray: ...  # f64[num_requests], non-decreasing
+
+    @property
+    def prompt_tokens(self) -> np.ndarray: ...  # i64[num_requests]
+
+    @property
+    def output_tokens(self) -> np.ndarray: ...  # i64[num_requests], requested
+
+    @property
+    def session_id(self) -> np.ndarray | None: ...  # i64[num_requests] when the workload has sessions
+
+    @property
+    def num_requests(self) -> int: ...
 
 
 class Replicas(Protocol):
@@ -48,7 +66,7 @@ class RequestIntake:
         self,
         env: simpy.Environment,
         settings: FleetSettings,
-        workload: Workload,
+        workload: RequestStream,
         router: Router,
         replicas: Replicas,
         backoff_rng: np.random.Generator,

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from sim.cli import _counting, _fail, executor_for
+from sim.cli_support import counting, executor_for, fail
 from sim.errors import InputError
 
 
@@ -66,13 +66,13 @@ def main(
 ):
     """Find the configurations of SCENARIO's plan.space that sustain --target-rate, and what they cost."""
     if target_rate <= 0:
-        _fail("--target-rate: must be > 0")
+        fail("--target-rate: must be > 0")
     if not 0 < attainment <= 1:
-        _fail("--attainment: must be in (0, 1]")
+        fail("--attainment: must be in (0, 1]")
     if budget is not None and budget <= 0:
-        _fail("--budget: must be > 0")
+        fail("--budget: must be > 0")
     if jobs is not None and jobs < 1:
-        _fail("--jobs: must be >= 1")
+        fail("--jobs: must be >= 1")
     from sim.loader import apply_overrides, read_yaml
     from sim.plan.prices import load_prices
     from sim.plan.search import run_plan
@@ -82,7 +82,7 @@ def main(
         raw = apply_overrides(read_yaml(scenario), overrides)
         table = load_prices(prices)
         with executor_for(executor, jobs, address) as ex:
-            result = _counting(
+            result = counting(
                 "plan",
                 "",
                 scenario.stem,
@@ -100,12 +100,12 @@ def main(
                 ),
             )
     except InputError as err:
-        _fail(str(err))
+        fail(str(err))
     target = out_dir or Path("results") / f"plan_{result.name}"
     try:
         written = write_plan(result, target, plot=not no_plot, report=report)
     except OSError as exc:
-        _fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
+        fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)  # a piped table keeps its columns whole

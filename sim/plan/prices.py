@@ -8,12 +8,11 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from sim.catalog import _HERE
+from sim.catalog import CATALOG_DIR
 from sim.errors import InputError
-from sim.loader import validation_error_to_input_error
-from sim.strict import StrictModel
+from sim.strict import StrictModel, validation_error_to_input_error
 
-DEFAULT_PRICES = _HERE / "prices.yaml"
+DEFAULT_PRICES = CATALOG_DIR / "prices.yaml"
 
 
 class PriceEntry(StrictModel):

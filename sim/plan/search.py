@@ -25,7 +25,7 @@ import pandas as pd
 from sim.errors import InputError
 from sim.executor import LocalExecutor, Progress
 from sim.loader import load_scenario_dict, set_path
-from sim.metrics.summary import good_mask
+from sim.metrics.cost import capacity_cost
 from sim.plan.capacity import CapacitySearch, bisect_capacity, smallest_passing
 from sim.plan.prices import PriceTable
 from sim.resolve import resolve
@@ -82,9 +82,9 @@ def fleet_raw(raw: dict, target_rps: float, replicas: int) -> dict:
 
 
 def attainment_of(result: SimulationResult) -> float:
-    """Share of all requests that met both SLOs (failed ones count as missed)."""
-    table = result.table
-    return float(good_mask(table, result.resolved.slo).sum() / len(table)) if len(table) else 0.0
+    """Share of all requests that met both SLOs, failed ones counted as missed (summary.json's
+    slo_attainment_all, docs/metrics.md)."""
+    return float(result.summary["slo_attainment_all"])
 
 
 def evaluate_candidate(job: CandidateJob) -> dict:
@@ -132,6 +132,8 @@ def evaluate_candidate(job: CandidateJob) -> dict:
         runs[replicas] = {
             "attainment": good,
             "goodput_rps": result.summary["goodput_rps"],
+            "good_requests": result.summary["good_requests"],
+            "replica_seconds": result.fleet_log["replica_seconds"],
             "mean_replicas": result.fleet_log["replica_seconds"] / duration if duration else replicas,
             "ttft_p99_ms": result.summary["ttft_ms_p99"],
             "tpot_p99_ms": result.summary["tpot_ms_p99"],
@@ -163,6 +165,18 @@ class PlanResult:
     pareto: list[str]
     scenarios: dict[str, dict]  # candidate -> its ready-to-run scenario (feasible candidates)
     risk_note: str
+
+    def methods(self) -> dict[str, str]:
+        """How each number of the plan was obtained, in words (plan.md, plan.json, report.html)."""
+        return {
+            "capacity": "per-replica capacity: bisection on the rate of one replica under the steady traffic "
+            "shape until (first failing - last passing) <= plan.rate_tolerance x last passing (simulated)",
+            "sizing": "replicas: the smallest count from ceil(target / capacity) up whose run of the whole "
+            "scenario at the target rate meets the attainment (simulated)",
+            "cost": f"mean replicas x chips per replica x {self.pricing} $/chip-hour from the price table",
+            "risk": self.risk_note,
+            "goodput": "DistServe: requests meeting both TTFT and TPOT SLOs per second",
+        }
 
 
 def _risk_faults(raw: dict, target_rps: float) -> tuple[dict, str]:
@@ -288,6 +302,7 @@ def _price_row(row: dict, prices: PriceTable, pricing: str, budget: float | None
     chips = row["mean_replicas"] * row["tp"]
     per_hour = chips * usd
     good_per_hour = row["goodput_rps"] * 3600.0
+    cost = capacity_cost(row["replica_seconds"], row["tp"], usd, row["good_requests"])
     row |= {
         "chips": chips,
         "usd_per_chip_hour": usd,
@@ -295,7 +310,9 @@ def _price_row(row: dict, prices: PriceTable, pricing: str, budget: float | None
         "usd_per_hour": per_hour,
         "fleet_capacity_rps": row["replicas"] * row["replica_capacity_rps"],
         "good_requests_per_usd": good_per_hour / per_hour if per_hour else math.nan,
-        "usd_per_1m_good": per_hour / good_per_hour * 1e6 if good_per_hour else math.inf,
+        "usd_per_1m_good_requests": cost.usd_per_1m_good_requests
+        if cost.usd_per_1m_good_requests is not None
+        else math.inf,
         "within_budget": budget is None or per_hour <= budget,
     }
 

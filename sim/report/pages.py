@@ -13,7 +13,8 @@ from sim.report.html import Report
 
 HEADLINE = [  # (summary key, label, unit)
     ("goodput_rps", "goodput", "req/s"),
-    ("slo_attainment", "SLO attainment", "share"),
+    ("slo_attainment", "SLO attainment (of completed)", "share"),
+    ("slo_attainment_all", "SLO attainment (of all sent)", "share"),
     ("request_throughput_rps", "request throughput", "req/s"),
     ("output_throughput_tok_s", "output throughput", "tok/s"),
     ("ttft_ms_median", "TTFT median", "ms"),
@@ -33,10 +34,13 @@ def _figures(page: Report, written: list[Path], captions: dict[str, str]) -> Non
 
 
 def _provenance_frame(block: dict) -> pd.DataFrame:
-    rows = [{"input": k, "source": v} for k, v in block.get("defaults", {}).items()]
-    rows += [{"input": f"cost model: {k}", "source": v} for k, v in block.get("cost_model", {}).items()]
-    if block.get("workload"):
-        rows.append({"input": "workload", "source": block["workload"]})
+    """summary.json's provenance block (sections of the one provenance map) as one table."""
+    rows = []
+    for section, entries in block.items():
+        if isinstance(entries, dict):
+            rows += [{"input": f"{section}: {k}", "source": v} for k, v in entries.items()]
+        elif section != "results":
+            rows.append({"input": section, "source": entries})
     return pd.DataFrame(rows)
 
 
@@ -109,8 +113,6 @@ def sweep_page(sweep, written: list[Path], out_dir: Path) -> Path:
 
 def plan_page(result, shown: pd.DataFrame, figures: list[Path], out_dir: Path) -> Path:
     """`plan`: the question, the ranked candidates, the Pareto plot, how each number was obtained, the winner."""
-    from sim.report.plan import methods
-
     page = Report(f"plan: {result.name}", subtitle=f"servesim {__version__}; simulated")
     budget = f", budget ${result.budget_usd_per_hour:g}/hour" if result.budget_usd_per_hour else ""
     page.text(
@@ -121,7 +123,7 @@ def plan_page(result, shown: pd.DataFrame, figures: list[Path], out_dir: Path) -
     _figures(page, figures, {"pareto": "Cost vs goodput capacity; the Pareto front in blue"})
     page.table(
         "How each number was obtained",
-        pd.DataFrame([{"number": k, "how": v} for k, v in methods(result).items()]),
+        pd.DataFrame([{"number": k, "how": v} for k, v in result.methods().items()]),
     )
     if result.cheapest is not None:
         page.code("best.yaml (the cheapest, ready to run)", yaml.safe_dump(result.scenarios[result.cheapest]))

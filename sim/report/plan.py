@@ -36,24 +36,12 @@ SHOWN = [  # plan.md / console columns, in order (plan.csv has every column)
     "replicas",
     "attainment",
     "usd_per_hour",
-    "usd_per_1m_good",
+    "usd_per_1m_good_requests",
     "good_requests_per_usd",
     "failover_risk",
     "step_costs",
     "reason",
 ]
-
-
-def methods(result: PlanResult) -> dict:
-    return {
-        "capacity": "per-replica capacity: bisection on the rate of one replica under the steady traffic shape "
-        "until (first failing - last passing) <= plan.rate_tolerance x last passing (simulated)",
-        "sizing": "replicas: the smallest count from ceil(target / capacity) up whose run of the whole "
-        "scenario at the target rate meets the attainment (simulated)",
-        "cost": f"mean replicas x chips per replica x {result.pricing} $/chip-hour from the price table",
-        "risk": result.risk_note,
-        "goodput": "DistServe: requests meeting both TTFT and TPOT SLOs per second",
-    }
 
 
 def plan_document(result: PlanResult) -> dict:
@@ -70,7 +58,7 @@ def plan_document(result: PlanResult) -> dict:
             "cheapest": result.cheapest,
             "most_robust": result.robust,
             "pareto_front": result.pareto,
-            "methods": methods(result),
+            "methods": result.methods(),
             "candidates": result.table.to_dict("records"),
         }
     )
@@ -125,7 +113,7 @@ def write_plan(result: PlanResult, out_dir: Path, *, plot: bool, report: bool) -
         + markdown_table(shown)
         + f"\nCheapest: {result.cheapest or 'none'}. Most robust: {result.robust or 'not assessed'}. "
         f"Pareto front: {', '.join(result.pareto) or 'empty'}.\n\n"
-        + "".join(f"- {k}: {v}\n" for k, v in methods(result).items())
+        + "".join(f"- {k}: {v}\n" for k, v in result.methods().items())
     )
     written += [csv, md]
     for name, filename in ((result.cheapest, "best.yaml"), (result.robust, "robust.yaml")):
@@ -168,7 +156,7 @@ def print_plan(result: PlanResult, console: Console, written: list | None = None
             row["candidate"],
             str(int(row["replicas"])) if feasible else "-",
             f"{row['usd_per_hour']:,.2f}" if feasible else "-",
-            f"{row['usd_per_1m_good']:,.0f}" if feasible else "-",
+            f"{row['usd_per_1m_good_requests']:,.0f}" if feasible else "-",
             "-"
             if risk is None or risk != risk
             else f"{risk:.0%} [{row['risk_low']:.0%}, {row['risk_high']:.0%}]",

@@ -41,13 +41,13 @@ METHODS = {
 
 HEADLINE = [  # (metric, column title, format)
     ("goodput_rps", "goodput req/s", "{:.2f}"),
-    ("slo_attainment", "attainment", "{:.1%}"),
+    ("slo_attainment_all", "attainment", "{:.1%}"),
     ("spike_attainment", "spike attainment", "{:.1%}"),
     ("failed_requests", "failed", "{:.0f}"),
     ("time_to_recover_s", "recover s", "{:.0f}"),
     ("peak_waiting", "peak queue", "{:.0f}"),
     ("replica_hours", "replica-h", "{:.2f}"),
-    ("usd_per_1k_good", "$/1k good", "{:.3f}"),
+    ("usd_per_1m_good_requests", "$/1M good", "{:.2f}"),
 ]
 
 

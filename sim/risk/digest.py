@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.metrics.cost import capacity_cost
 from sim.metrics.summary import good_mask
 from sim.risk.objective import AttainmentSeries, attainment_series, judge
 from sim.run import SimulationResult
@@ -50,9 +51,12 @@ def digest(result: SimulationResult, label: str = "", run: int = 0) -> RunDigest
     verdict = judge(series, failed, objective)
     arrival = table["arrival_s"].to_numpy()
     replica_s = result.fleet_log["replica_seconds"]
+    cost = capacity_cost(
+        replica_s, result.resolved.tp, result.resolved.fleet.usd_per_chip_hour, summary["good_requests"]
+    )
     metrics = {
         "goodput_rps": summary["goodput_rps"],
-        "slo_attainment": float(good.sum() / len(table)) if len(table) else 0.0,
+        "slo_attainment_all": summary["slo_attainment_all"],
         "failed_requests": failed,
         "retries": result.fleet_log["retries"],
         "ttft_p99_ms": summary["ttft_ms_p99"],
@@ -63,14 +67,13 @@ def digest(result: SimulationResult, label: str = "", run: int = 0) -> RunDigest
         else 0,
         "longest_breach_s": verdict.longest_breach_s,
         "time_to_recover_s": verdict.time_to_recover_s,
-        "replica_hours": replica_s / 3600.0,
-        "chip_hours": replica_s * result.resolved.tp / 3600.0,
+        "replica_hours": cost.replica_hours,
+        "chip_hours": cost.chip_hours,
     }
-    price = sc.fleet.usd_per_chip_hour
-    if price is not None:
-        cost = metrics["chip_hours"] * price
-        metrics["cost_usd"] = cost
-        metrics["usd_per_1k_good"] = cost / good.sum() * 1e3 if good.sum() else float("nan")
+    if cost.cost_usd is not None:
+        metrics["cost_usd"] = cost.cost_usd
+        per_million = cost.usd_per_1m_good_requests
+        metrics["usd_per_1m_good_requests"] = per_million if per_million is not None else float("nan")
     window = spike_window(sc)
     if window is not None:
         inside = (arrival >= window[0]) & (arrival < window[1])

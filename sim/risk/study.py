@@ -9,6 +9,7 @@ lengths and faults). Results never depend on the number of worker processes.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from sim.loader import apply_overrides, load_scenario_dict, read_yaml, set_path
 from sim.resolve import resolve
 from sim.risk.digest import RunDigest, digest
 from sim.risk.stats import mean_interval, wilson_interval
-from sim.run import run_simulation
+from sim.run import SimulationResult, run_simulation
 from sim.scenario import Scenario
+
+RunWriter = Callable[[SimulationResult, Path], object]  # writes one run's result files into a folder
 
 
 @dataclass(frozen=True)
@@ -31,26 +34,16 @@ class StudyJob:
     run: int
     seed: int
     scenario: Scenario
-    write_dir: Path | None  # write the run's ordinary result files here (single-run variants)
-    plot: bool
-    table_format: str = "csv"
-    requests_table: bool = True
+    write_dir: Path | None = None  # write the run's ordinary result files here (single-run variants)
+    write_run: RunWriter | None = None  # how (picklable: a module-level function or a partial of one)
 
 
 def execute(job: StudyJob) -> RunDigest:
-    """One run, start to digest (module-level so worker processes can import it)."""
+    """One run, start to digest (module-level so worker processes can import it). A run whose files are
+    wanted is written where it ran, so the whole result never travels back between processes."""
     result = run_simulation(resolve(job.scenario), seed=job.seed)
-    if job.write_dir is not None:
-        from sim.report.files import write_results
-
-        write_results(
-            result,
-            job.write_dir,
-            per_request=False,
-            plot=job.plot,
-            table_format=job.table_format,
-            requests_table=job.requests_table,
-        )
+    if job.write_dir is not None and job.write_run is not None:
+        job.write_run(result, job.write_dir)
     return digest(result, job.label, job.run)
 
 
@@ -156,13 +149,13 @@ def run_study(
     runs: int | None = None,
     jobs: int | None = None,
     out_dir: Path | None = None,
-    plot: bool = True,
-    table_format: str = "csv",
-    requests_table: bool = True,
+    write_run: RunWriter | None = None,
     progress: Progress | None = None,
     executor=None,
 ) -> Study:
-    """executor: where the runs execute (sim/executor.py); default local processes, `jobs` of them."""
+    """executor: where the runs execute (sim/executor.py); default local processes, `jobs` of them.
+    write_run: with out_dir, writes each variant's result files into out_dir/<variant> when the study has
+    one run per variant (the report layer passes its writer; this runner writes nothing itself)."""
     base, variants = expand_variants(path, overrides)
     mc = base.monte_carlo
     runs = runs or mc.runs
@@ -171,9 +164,7 @@ def run_study(
     for label, scenario in variants:
         for i in range(runs):
             write_dir = out_dir / label if (out_dir is not None and runs == 1 and label) else None
-            jobs_list.append(
-                StudyJob(label, i, base_seed + i, scenario, write_dir, plot, table_format, requests_table)
-            )
+            jobs_list.append(StudyJob(label, i, base_seed + i, scenario, write_dir, write_run))
     if executor is None:
         executor = LocalExecutor(jobs or mc.jobs)
     labels = [f"{job.label or base.name} run {job.run}" for job in jobs_list]

@@ -4,12 +4,15 @@ filled in, each value with the source it was taken from (sim/hardware_kinds.py h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sim.architecture import ModelArchitecture
 from sim.errors import InputError
 from sim.hardware import HardwareSpec
 from sim.hardware_kinds import HARDWARE_KINDS
-from sim.runtime.spec import EngineSpec
+
+if TYPE_CHECKING:  # the engine section names RUNTIMES (a registry key): no import back at run time
+    from sim.runtime.spec import EngineSpec
 
 _SRC_UTIL = "vLLM v0.33 gpu_memory_utilization default 0.92 (docs/references.md#vllm-engine-defaults)"
 _SRC_MAXLEN = "vLLM default: the model's max_position_embeddings"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,7 +27,6 @@ from sim.runtime.buckets import cuda_graph_capture_sizes, request_buckets, token
 from sim.runtime.cuda import CudaRuntime
 from sim.runtime.engine import ResolvedEngine
 from sim.runtime.jitter import StragglerJitter
-from sim.runtime.spec import EngineSpec
 from sim.runtime.xla import XlaRuntime
 from sim.runtime.xla_compile import (
     XlaCompileTimes,
@@ -34,6 +34,9 @@ from sim.runtime.xla_compile import (
     num_small_functions,
     precompile_seconds,
 )
+
+if TYPE_CHECKING:  # the engine section names RUNTIMES (a registry key): no import back at run time
+    from sim.runtime.spec import EngineSpec
 
 
 def _label(entry: dict) -> str:
@@ -301,26 +304,21 @@ def _resolve_xla(inputs: RuntimeInputs, base: dict) -> RuntimeSettings:
     )
 
 
-@dataclass(frozen=True)
-class RuntimeKind:
-    hardware_kind: str  # the kind of device it runs on (sim/hardware_kinds.py)
-    resolve: Callable[[RuntimeInputs, dict], RuntimeSettings]
-
-
-RUNTIMES: dict[str, RuntimeKind] = {
-    "cuda": RuntimeKind("gpu", _resolve_cuda),
-    "xla": RuntimeKind("tpu", _resolve_xla),
-    "eager": RuntimeKind("cpu", _resolve_eager),
+# name -> how its settings are resolved; which kinds of hardware each serves is in sim/hardware_kinds.py.
+RUNTIMES: dict[str, Callable[[RuntimeInputs, dict], RuntimeSettings]] = {
+    "cuda": _resolve_cuda,
+    "xla": _resolve_xla,
+    "eager": _resolve_eager,
 }
 
 
 def resolve_runtime(inputs: RuntimeInputs) -> RuntimeSettings:
     hw = inputs.hardware
-    name = inputs.spec.runtime or HARDWARE_KINDS[hw.kind].default_runtime
-    kind = RUNTIMES[name]
-    if kind.hardware_kind != hw.kind:
+    served_by = HARDWARE_KINDS[hw.kind].runtimes
+    name = inputs.spec.runtime or served_by[0]
+    if name not in served_by:
         raise InputError(f"runtime '{name}' does not run on {hw.kind} hardware ({hw.name})", "engine.runtime")
     provenance = {"runtime": "scenario" if inputs.spec.runtime else f"default for {hw.kind} hardware"}
     sigma = inputs.link.jitter_sigma if inputs.link is not None else 0.0
     base = {"name": name, "jitter_sigma": sigma, "tp": inputs.tp, "provenance": provenance}
-    return kind.resolve(inputs, base)
+    return RUNTIMES[name](inputs, base)

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from sim.cli import _fail
+from sim.cli_support import fail
 from sim.errors import InputError
 
 
@@ -56,8 +56,8 @@ def _common(f):
 def _load_and_replay(
     scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration, use_chat
 ):
-    from calibrate.client import check_endpoint
-    from calibrate.loadgen import replay
+    from sim.live.client import check_endpoint
+    from sim.live.loadgen import replay
     from sim.loader import load_scenario
     from sim.metrics.summary import summarize
     from sim.resolve import resolve
@@ -116,7 +116,7 @@ def bench(scenario, endpoint, out_dir, overrides, max_concurrency, warmup, timeo
             scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration, use_chat
         )
     except InputError as err:
-        _fail(str(err))
+        fail(str(err))
     (out / "summary.json").write_text(json.dumps(measured_doc, indent=2, default=float) + "\n")
     s = measured_doc["summary"]
     Console().print(
@@ -173,7 +173,7 @@ def run(
             )
         predicted = run_simulation(resolved, workload=workload)
     except InputError as err:
-        _fail(str(err))
+        fail(str(err))
     tol = Tolerances(p50_tolerance, p99_tolerance, goodput_tolerance)
     comparison, verdict = compare(predicted.summary, m_summary, tol)
     context = {
@@ -182,7 +182,7 @@ def run(
         "requests": sent,
         "predicted_by": f"servesim ({predicted.cost_model_name} step costs"
         + (f", profile {resolved.scenario.profile})" if resolved.scenario.profile else ")"),
-        "measured_by": "the harness-exact streaming client (calibrate/client.py) against the live server",
+        "measured_by": "the harness-exact streaming client (sim/live/client.py) against the live server",
     }
     paths = write_validation(
         out,
@@ -230,19 +230,19 @@ def run(
 )
 def startup(launch_cmd, endpoint, cache, shapes, ready_timeout, out_file, profile):
     """Launch a server, time it to healthy, and time cold vs warm first requests per shape."""
-    from calibrate.environment import provenance
-    from calibrate.startup_probe import measure_startup, parse_shapes
+    from sim.live.environment import provenance
+    from sim.live.startup_probe import measure_startup, parse_shapes
     from sim.profile import StartupMeasurement, load_profile, save_profile
 
     try:
         parsed = parse_shapes(shapes)
     except ValueError as exc:
-        _fail(f"--shapes: {exc}")
+        fail(f"--shapes: {exc}")
     try:
         existing = load_profile(profile, "--profile") if profile else None
         result = measure_startup(launch_cmd, endpoint, shapes=parsed, ready_timeout_s=ready_timeout)
     except InputError as err:
-        _fail(str(err))
+        fail(str(err))
     out_file = out_file or Path("results") / f"startup_{cache}.json"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(json.dumps(result, indent=2) + "\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from calibrate.loadgen import LoadResult
+from sim.live.loadgen import LoadResult
 
 
 def measured_table(result: LoadResult) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

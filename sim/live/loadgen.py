@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.client import CompletionsClient, RequestRecord, prompt_tokens
+from sim.live.client import CompletionsClient, RequestRecord, prompt_tokens
 from sim.traffic.workload import Workload
 
 

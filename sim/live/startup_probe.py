@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 
-from calibrate.client import check_endpoint
+from sim.live.client import check_endpoint
 
 DEFAULT_SHAPES = "128:128,1024:128,1024:1024,4096:256"
 
