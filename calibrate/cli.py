@@ -1,14 +1,8 @@
 """`calibrate --host HW --model NAME`: measure this host and write a profile for `simulate`.
 
-Methods (chosen by --host and what is installed, or named with --method):
-  vllm         real vLLM engine steps (scheduler + model + sampler) with dummy weights: the most faithful
-  torch        step times of the model's architecture (random weights), matmul/copy micro-benchmarks
-  jax          per-bucket compile times (cold, warm persistent cache) and step times on this JAX backend
-  tpu-aot      real XLA:TPU compiles for --host tpu-* on a host without TPUs (needs libtpu)
-  collectives  all-reduce sweep fitted to alpha-beta (gloo between processes on CPU, NCCL on GPUs)
-  endpoint     (with --endpoint URL) black-box probes of a live OpenAI-compatible server
-  kernels      servesim's Pallas attention kernel vs its jnp reference on this host's TPU (refuses elsewhere)
-Each finished point is saved at once; --resume continues a killed run. Bad input exits 2 with one line.
+The measuring methods are the entries of calibrate/methods.py (chosen by --host and what is installed, or
+named with --method). Each finished point is saved at once; --resume continues a killed run. Bad input
+exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -19,39 +13,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from calibrate.methods import METHODS, Context, default_methods
 from sim import __version__, catalog
 from sim.cli_support import fail
 from sim.errors import InputError
-
-METHODS = ("vllm", "torch", "jax", "tpu-aot", "collectives", "endpoint", "kernels")
-
-
-def _installed(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
-def default_methods(host: str, hw_kind: str) -> list[str]:
-    if hw_kind == "tpu":
-        if _installed("jax"):
-            import jax
-
-            if any(d.platform == "tpu" for d in jax.devices()):
-                return ["jax"]
-        return ["tpu-aot"]
-    methods = [m for m, lib in (("torch", "torch"), ("jax", "jax")) if _installed(lib)]
-    if _installed("vllm"):
-        methods.insert(
-            0, "vllm"
-        )  # engine steps price the simulator's steps; torch then adds micro-benchmarks
-    if host == "cpu" and _installed("torch"):
-        methods.append("collectives")
-    if not methods:
-        raise InputError(
-            'nothing to measure with: install torch or jax (pip install "servesim[torch]")', "--method"
-        )
-    return methods
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,7 +30,7 @@ def default_methods(host: str, hw_kind: str) -> list[str]:
     "--method",
     "methods",
     multiple=True,
-    type=click.Choice(METHODS),
+    type=click.Choice(list(METHODS)),
     help="Measure only with these methods (repeatable). Default: by host and what is installed.",
 )
 @click.option(
@@ -162,17 +127,14 @@ def run(
             raise InputError(
                 "--endpoint measures the server only; leave out --method or use --method endpoint", "--method"
             )
-    elif "endpoint" in methods:
-        raise InputError("the endpoint method needs --endpoint URL", "--endpoint")
-    methods = list(methods) or default_methods(host, hw.kind)
-    if "tpu-aot" in methods and hw.kind != "tpu":
-        raise InputError(f"tpu-aot compiles for TPUs; --host {host} is a {hw.kind}", "--method")
-    if hw.kind == "tpu" and {"torch", "collectives"} & set(methods):
-        raise InputError(f"--host {host} is a TPU: measure it with the jax or tpu-aot method", "--method")
+    methods = list(methods) or default_methods(host, hw)
     path = out or Path("profiles") / f"{host}-{model_name}.json"
-    store = PointStore(path, resume=resume)
     budget = max_num_batched_tokens or (2048 if hw.kind != "gpu" else 8192)
     max_model_len = min(arch.max_position_embeddings, max(budget, 8192))
+    options = {"endpoint": endpoint, "server_max_model_len": server_max_model_len, "ranks": ranks}
+    for name in methods:
+        METHODS[name].check(host, hw, options)
+    store = PointStore(path, resume=resume)
     sections: dict = {"model": model_name, "hardware": host, "servesim_version": __version__}
     console = Console(stderr=True)
     with Progress(
@@ -190,81 +152,9 @@ def run(
 
         if store.resumed:
             console.print(f"resuming: {store.resumed} points already measured")
-        for method in methods:
-            if method == "endpoint":
-                from calibrate.endpoint import measure_endpoint
-
-                sections["steps"], sections["api_overhead_s"] = measure_endpoint(
-                    arch,
-                    endpoint,
-                    quick=quick,
-                    max_model_len=server_max_model_len or max_model_len,
-                    store=store,
-                    point_timeout=point_timeout,
-                    on_point=on_point,
-                )
-            elif method == "vllm":
-                from calibrate.torch_steps import kv_budget_tokens
-                from calibrate.vllm_steps import measure_engine_steps
-
-                sections["steps"] = measure_engine_steps(
-                    arch,
-                    host=host,
-                    quick=quick,
-                    store=store,
-                    point_timeout=point_timeout,
-                    max_model_len=min(max_model_len, 2048) if host == "cpu" else max_model_len,
-                    budget=budget,
-                    max_num_seqs=64 if host == "cpu" else 256,
-                    max_kv_tokens=kv_budget_tokens(arch, host, hw.memory_bytes) // 4,
-                    on_point=on_point,
-                )
-            elif method == "torch":
-                from calibrate.torch_steps import kv_budget_tokens, measure_steps
-
-                steps, sections["microbenchmarks"] = measure_steps(
-                    arch,
-                    host=host,
-                    quick=quick,
-                    store=store,
-                    point_timeout=point_timeout,
-                    max_model_len=max_model_len,
-                    max_kv_tokens=kv_budget_tokens(arch, host, hw.memory_bytes),
-                    on_point=on_point,
-                )
-                # Engine steps (vllm) price the simulator's steps when both ran: they include vLLM's own work.
-                sections.setdefault("steps", steps)
-            elif method in ("jax", "tpu-aot"):
-                from calibrate.xla_compile import buckets_for, measure_compile
-
-                sections["compile"] = measure_compile(
-                    arch,
-                    target="jax" if method == "jax" else host,
-                    hw=hw,
-                    buckets=buckets_for(budget, quick),
-                    quick=quick,
-                    store=store,
-                    point_timeout=point_timeout,
-                    on_point=on_point,
-                )
-            elif method == "kernels":
-                from calibrate.kernels import measure_kernels
-
-                sections["kernels"] = measure_kernels(
-                    arch,
-                    hw,
-                    host=host,
-                    quick=quick,
-                    store=store,
-                    point_timeout=point_timeout,
-                    on_point=on_point,
-                )
-            elif method == "collectives":
-                from calibrate.collectives import measure_allreduce
-
-                sections["collectives"] = [
-                    measure_allreduce(host=host, ranks=ranks, quick=quick, store=store, on_point=on_point)
-                ]
+        ctx = Context(arch, hw, host, quick, store, point_timeout, budget, max_model_len, on_point, options)
+        for name in methods:
+            METHODS[name].measure(ctx, sections)
     profile = Profile(**sections)
     save_profile(profile, path)
     store.finish()

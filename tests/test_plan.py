@@ -17,6 +17,7 @@ from sim.plan.prices import PriceTable, load_prices
 from sim.plan.search import attainment_of, probe_raw, run_plan
 from sim.resolve import resolve
 from sim.run import run_simulation
+from tests.helpers import scenario_dict, write_trace
 
 STEP_S = 0.01  # constant step time
 OUTPUT = 10  # tokens per request: one prefill step (first token) + 9 decode steps
@@ -183,3 +184,25 @@ def test_shipped_price_table_cites_every_price():
     table = load_prices()
     for name, entry in table.prices.items():
         assert entry.source.startswith("https://") and entry.as_of, name
+
+
+def test_a_candidate_with_a_trace_workload_is_infeasible_with_the_reason(tmp_path):
+    """plan scales the arrival rate; a candidate whose workload is a recorded trace cannot be scaled."""
+    trace = write_trace(tmp_path / "t.csv", [(0.1, 100, 10), (0.2, 100, 10)])
+    data = scenario_dict(
+        cost_model={"kind": "constant", "step_s": 0.01},
+        plan={
+            "space": {
+                "workload": {
+                    "poisson": {},
+                    "trace": {"workload": {"lengths": {"kind": "trace", "path": str(trace)}}},
+                }
+            },
+            "probe_requests": 50,
+            "risk_runs": 0,
+        },
+    )
+    result = run_plan(data, tmp_path, target_rps=5, attainment=0.5, prices=load_prices(None))
+    rows = result.table.set_index("candidate")
+    assert not rows.loc["workload=trace", "feasible"]
+    assert "no workload.arrivals" in rows.loc["workload=trace", "reason"]

@@ -68,3 +68,26 @@ def load_and_resolve(data: dict):
     from sim.resolve import resolve
 
     return resolve(load_scenario_dict(data))
+
+
+def test_every_hardware_kind_has_its_catalog_defaults():
+    """Each kind's catalog sections hold every factor the cost models and start-up read (a misindented
+    entry once hid the TPU's engine_overhead_s)."""
+    from sim import catalog
+
+    efficiency = catalog.efficiency_defaults()
+    provision = catalog.runtime_defaults()["startup"]["provision_s"]
+    factors = {"memory_bandwidth_utilization", "flops_utilization", "step_overhead_s", "engine_overhead_s"}
+    for kind in HARDWARE_KINDS.values():
+        section = efficiency[kind.catalog_section]
+        assert factors <= set(section), f"{kind.name}: missing {factors - set(section)}"
+        for name in factors:
+            assert {"value", "provenance", "source"} <= set(section[name]), f"{kind.name}.{name}"
+        assert kind.catalog_section in provision
+        assert set(kind.runtimes) <= set(_runtimes())
+
+
+def _runtimes():
+    from sim.runtime.settings import RUNTIMES
+
+    return RUNTIMES

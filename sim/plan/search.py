@@ -53,13 +53,26 @@ def _scenario(raw: dict, base_dir: Path) -> Scenario:
     return load_scenario_dict(raw, base_dir=base_dir)
 
 
+def _arrivals(data: dict) -> dict:
+    """The workload's arrivals mapping, whose base rate plan sets; a candidate without one (a recorded
+    trace fixes its own arrival times) cannot be scaled to a target rate."""
+    arrivals = (data.get("workload") or {}).get("arrivals")
+    if not isinstance(arrivals, dict):
+        raise InputError(
+            "plan scales the base arrival rate: this candidate's workload has no workload.arrivals "
+            "(a recorded trace keeps its own arrival times)",
+            "workload.arrivals",
+        )
+    return arrivals
+
+
 def probe_raw(raw: dict, rate: float, requests: int) -> dict:
     """One replica at `rate` under the steady traffic shape: no spikes, autoscaler or faults."""
     data = copy.deepcopy(raw)
     data.setdefault("fleet", {})["replicas"] = 1
     for key in ("autoscaler", "faults", "duration_s"):
         data.pop(key, None)
-    arrivals = data["workload"]["arrivals"]
+    arrivals = _arrivals(data)
     arrivals["rate"] = rate
     for key in ("spikes", "diurnal"):
         arrivals.pop(key, None)
@@ -73,7 +86,7 @@ def fleet_raw(raw: dict, target_rps: float, replicas: int) -> dict:
     data = copy.deepcopy(raw)
     data.pop("faults", None)
     data.setdefault("fleet", {})["replicas"] = replicas
-    data["workload"]["arrivals"]["rate"] = target_rps
+    _arrivals(data)["rate"] = target_rps
     scaler = data.get("autoscaler")
     if scaler is not None:
         scaler["min_replicas"] = replicas
