@@ -79,14 +79,15 @@ def measure_endpoint(
             async def run(key: str, coro_factory):
                 nonlocal offset
                 offset += 100  # fresh token ids per probe: no prefix-cache hits between probes
-                record = store.get(key)
-                if record is None:
-                    record = await asyncio.wait_for(coro_factory(offset), point_timeout)
-                    store.put(key, record)
+                saved = store.get(key)
+                if saved is None:
+                    measured: dict = await asyncio.wait_for(coro_factory(offset), point_timeout)
+                    store.put(key, measured)
+                    saved = measured
                 else:
                     on_point(key, "resumed")
-                results[key] = record
-                return record
+                results[key] = saved
+                return saved
 
             for b, c in decode_points:
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from calibrate.store import PointStore, measure_point
 from sim.profile import StepSample
@@ -83,7 +84,7 @@ def measure_grid(
         record = measure_point(
             store,
             key,
-            lambda point=point: seconds(point),
+            partial(seconds, point),
             point_timeout=point_timeout,
             skipped=skipped,
             on_point=on_point,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -108,7 +109,8 @@ def traffic_calls(resolved, *, per_case: int) -> list[AttentionCall]:
         )
         if p < e.max_model_len
     )
-    step_s, now, calls = 0.02, 0.0, {c: [] for c in CASES}  # a nominal step time only paces arrivals
+    step_s, now = 0.02, 0.0  # a nominal step time only paces arrivals
+    calls: dict[str, list[AttentionCall]] = {c: [] for c in CASES}
     while pending or sched.has_work():
         while pending and pending[0].arrival_s <= now:
             sched.add_request(pending.popleft())
@@ -205,11 +207,14 @@ def measure_kernels(
     dtype = jnp.bfloat16 if arch.dtype_bytes == 2 else jnp.float32
     hq, hkv, d = arch.num_attention_heads, arch.num_kv_heads, arch.head_dim
     generation = tpu_generation()
+    if generation is None:
+        raise InputError("the kernels method needs a TPU of a known generation (v5e, v6e, v5p)", "--host")
     blocks = BlockSizes.default(generation, group=hq // hkv, page_size=page_size)
     kernel = jax.jit(lambda *a: ragged_paged_attention_kernel(*a, block_sizes=blocks))
     reference = jax.jit(ragged_paged_attention_reference)
     calls = traffic_calls(resolved, per_case=3 if quick else 8)
-    samples, skipped = [], []
+    samples: list[KernelSample] = []
+    skipped: list[str] = []
     for i, call in enumerate(calls):
         key = f"kernels:{call.case}:{call.num_tokens}:{len(call.q_lens)}:{sum(call.kv_lens)}"
 
@@ -219,9 +224,8 @@ def measure_kernels(
             )
             times = {}
             for name, fn in (("kernel", kernel), ("reference", reference)):
-                times[name] = median_time(
-                    lambda fn=fn: jax.block_until_ready(fn(*args)), repeats=5 if quick else 20, warmup=2
-                )
+                run = partial(_block, jax, fn, args)
+                times[name] = median_time(run, repeats=5 if quick else 20, warmup=2)
             hbm, flops = traffic(
                 call, num_q_heads=hq, num_kv_heads=hkv, head_dim=d, dtype_bytes=arch.dtype_bytes
             )
@@ -275,3 +279,8 @@ def measure_kernels(
         samples=samples,
         fit=fit_kernel(samples),
     )
+
+
+def _block(jax, fn, args) -> None:
+    """One call of fn, waited for (device work is asynchronous)."""
+    jax.block_until_ready(fn(*args))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 from calibrate.fit import fit_steps, linear_in_layers
 from calibrate.grid import StepPoint, measure_grid, step_grid
@@ -197,7 +198,7 @@ def _layer_check(timer: StepTimer, grid, store: PointStore, point_timeout, on_po
         record = measure_point(
             store,
             key,
-            lambda point=point: {"seconds": [timer.seconds(point, d) for d in LAYER_CHECK_DEPTHS]},
+            partial(_layer_seconds, timer, point),
             point_timeout=point_timeout,
             skipped=[],
             on_point=on_point,
@@ -219,7 +220,7 @@ def _microbenchmarks(device, dtype, device_kind: str, store: PointStore, on_poin
         for n in (512, 1024, 2048) if device.type == "cpu" else (4096, 8192):
             a = torch.randn(n, n, device=device, dtype=dtype)
             b = torch.randn(n, n, device=device, dtype=dtype)
-            t = median_time(lambda a=a, b=b: a @ b, repeats=3, sync=sync)
+            t = median_time(partial(torch.matmul, a, b), repeats=3, sync=sync)
             best = max(best, 2 * n**3 / t / 1e12)
         size = 256 * 2**20  # bytes
         src = torch.empty(size // 2, device=device, dtype=torch.float16)
@@ -243,3 +244,8 @@ def kv_budget_tokens(arch: ModelArchitecture, host: str, memory_bytes: int) -> i
     per_token = arch.kv_bytes_per_token
     budget = memory_bytes // 4 if host != "cpu" else 2 * 1024**3
     return max(1, math.floor(budget / per_token))
+
+
+def _layer_seconds(timer, point) -> dict:
+    """A grid point timed at each depth of LAYER_CHECK_DEPTHS (does time grow linearly with layers?)."""
+    return {"seconds": [timer.seconds(point, d) for d in LAYER_CHECK_DEPTHS]}

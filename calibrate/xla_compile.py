@@ -19,6 +19,8 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import Any, cast
 
 from calibrate.store import PointStore, measure_point
 from calibrate.timing import median_time
@@ -98,7 +100,7 @@ def measure_compile(
             raise InputError(
                 f"cannot compile for {target} here ({type(exc).__name__}: {exc}); {TPU_HINT}", "--host"
             ) from None
-        device = topo.devices[0]
+        device: Any = topo.devices[0]
         sharding = SingleDeviceSharding(device)
         device_kind = f"{device.device_kind} (AOT from {cpu_model()})"
     else:
@@ -119,15 +121,14 @@ def measure_compile(
         forward,
         (abstract_params(arch, 1, dtype, sharding), jax.ShapeDtypeStruct((8,), jnp.int32, sharding=sharding)),
     )
-    samples, skipped = [], []
+    samples: list[CompileSample] = []
+    skipped: list[str] = []
     for bucket in buckets:
         key = f"compile:{target}:{bucket}"
         record = measure_point(
             store,
             key,
-            lambda bucket=bucket: _measure_bucket(
-                jax, jnp, forward, arch, bucket, depths, dtype, sharding, aot
-            ),
+            partial(_measure_bucket, jax, jnp, forward, arch, bucket, depths, dtype, sharding, aot),
             point_timeout=point_timeout,
             skipped=skipped,
             on_point=on_point,
@@ -184,7 +185,13 @@ def measure_compile(
 def _measure_bucket(jax, jnp, forward, arch, bucket, depths, dtype, sharding, aot) -> dict:
     from calibrate.jax_model import abstract_params, random_params
 
-    record = {"cold": [], "warm": None if aot else [], "flops": [], "bytes": [], "run": None if aot else []}
+    record: dict[str, Any] = {
+        "cold": [],
+        "warm": None if aot else [],
+        "flops": [],
+        "bytes": [],
+        "run": None if aot else [],
+    }
     for depth in depths:
         args = (
             abstract_params(arch, depth, dtype, sharding),
@@ -192,6 +199,7 @@ def _measure_bucket(jax, jnp, forward, arch, bucket, depths, dtype, sharding, ao
         )
         jax.clear_caches()
         cold, compiled = _compile_once(jax, forward, args)
+        compiled = cast(Any, compiled)
         record["cold"].append(cold)
         cost = compiled.cost_analysis() or {}
         if isinstance(cost, list):
@@ -204,9 +212,12 @@ def _measure_bucket(jax, jnp, forward, arch, bucket, depths, dtype, sharding, ao
             record["warm"].append(warm)
             params = random_params(arch, depth, dtype)
             tokens = jnp.arange(bucket, dtype=jnp.int32) % arch.vocab_size
-            record["run"].append(
-                median_time(lambda c=compiled, p=params, t=tokens: c(p, t).block_until_ready(), repeats=3)
-            )
+            run = partial(_run_once, compiled, params, tokens)
+            record["run"].append(median_time(run, repeats=3))
     if not any(record["flops"]):
         record["flops"] = record["bytes"] = []
     return record
+
+
+def _run_once(compiled: Any, params: Any, tokens: Any) -> None:
+    compiled(params, tokens).block_until_ready()

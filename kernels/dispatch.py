@@ -89,13 +89,21 @@ def ragged_paged_attention(
     soft_cap: float | None = None,
 ):
     args = (q, k_pages, v_pages, kv_lens, page_indices, cu_q_lens, num_seqs)
-    options = dict(sm_scale=sm_scale, sliding_window=sliding_window, soft_cap=soft_cap)
     if chosen(implementation) == "pallas":
         blocks = _kernel_blocks(q, k_pages, block_sizes, interpret)
         if isinstance(blocks, BlockSizes):
-            return ragged_paged_attention_kernel(*args, block_sizes=blocks, interpret=interpret, **options)
+            return ragged_paged_attention_kernel(
+                *args,
+                block_sizes=blocks,
+                interpret=interpret,
+                sm_scale=sm_scale,
+                sliding_window=sliding_window,
+                soft_cap=soft_cap,
+            )
         _fallback(blocks)
-    return ragged_paged_attention_reference(*args, **options)
+    return ragged_paged_attention_reference(
+        *args, sm_scale=sm_scale, sliding_window=sliding_window, soft_cap=soft_cap
+    )
 
 
 def kv_cache_update(

@@ -204,7 +204,11 @@ def per_request_records(result: SimulationResult) -> list[dict]:
 
 def summary_document(result: SimulationResult, *, per_request: bool = False) -> dict:
     """The whole summary.json of a run."""
-    doc = {"metadata": metadata(result), "summary": result.summary, "servesim": servesim_block(result)}
+    doc: dict[str, object] = {
+        "metadata": metadata(result),
+        "summary": result.summary,
+        "servesim": servesim_block(result),
+    }
     if per_request:
         doc["per_request"] = per_request_records(result)
     return json_safe(doc)

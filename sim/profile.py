@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError
 from sim.errors import InputError
 from sim.strict import StrictModel, validation_error_to_input_error
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 Method = Literal["measured", "aot-compiled", "estimated", "fitted"]
 
 

@@ -83,9 +83,10 @@ def _kernel(
     fused_update: bool,
 ):
     if fused_update:
-        k_out, v_out, *scratch = refs
+        k_out, v_out, *rest = refs
+        scratch = tuple(rest)
     else:
-        k_out, v_out, scratch = k_hbm, v_hbm, refs  # read-only: the caches are not outputs at all
+        k_out, v_out, scratch = k_hbm, v_hbm, tuple(refs)  # read-only: the caches are not outputs at all
     k_vmem, v_vmem, page_vmem, m_ref, l_ref, acc_ref, sems = scratch
     h, w, kb = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     rows = block_q * group

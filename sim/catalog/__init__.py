@@ -18,21 +18,24 @@ def _load(name: str) -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
-def model_entries() -> dict[str, dict[str, Any]]:
+# Each loader returns the parsed YAML: mappings of entries whose shapes each file's comments describe.
+
+
+def model_entries() -> dict[str, Any]:
     return _load("models")
 
 
-def hardware_entries() -> dict[str, dict[str, Any]]:
+def hardware_entries() -> dict[str, Any]:
     return _load("hardware")
 
 
-def slo_classes() -> dict[str, dict[str, float]]:
+def slo_classes() -> dict[str, Any]:
     return _load("slo_classes")
 
 
-def efficiency_defaults() -> dict[str, dict[str, dict[str, Any]]]:
+def efficiency_defaults() -> dict[str, Any]:
     return _load("efficiency")
 
 
-def runtime_defaults() -> dict[str, dict[str, Any]]:
+def runtime_defaults() -> dict[str, Any]:
     return _load("runtime")

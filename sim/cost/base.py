@@ -74,6 +74,12 @@ class StepBatch:
         return cls(0, 0, (), (), 0)
 
 
+# A column of a run's steps: plain Python values (short runs) or a numpy array (long ones).
+FloatColumn = list[float] | np.ndarray
+IntColumn = list[int] | np.ndarray
+BoolColumn = list[bool] | np.ndarray
+
+
 @dataclass(slots=True, kw_only=True)
 class StepCost:
     """One engine step: its seconds and where they went. compute_s and memory_s overlap (the slower one
@@ -105,20 +111,20 @@ class StepColumns:
     each element equals the StepCost field of the same name for that step, bit for bit. Fields are in
     StepCost's order (a test checks they match)."""
 
-    seconds: Sequence[float]
-    compute_s: Sequence[float]
-    memory_s: Sequence[float]
-    communication_s: Sequence[float]
-    overhead_s: Sequence[float]
-    compile_stall_s: Sequence[float]
-    num_tokens: Sequence[int]
-    padding_tokens: Sequence[int]
-    extrapolated: Sequence[bool]
+    seconds: FloatColumn
+    compute_s: FloatColumn
+    memory_s: FloatColumn
+    communication_s: FloatColumn
+    overhead_s: FloatColumn
+    compile_stall_s: FloatColumn
+    num_tokens: IntColumn
+    padding_tokens: IntColumn
+    extrapolated: BoolColumn
 
     def __len__(self) -> int:
         return len(self.seconds)
 
-    def columns(self) -> tuple[Sequence, ...]:
+    def columns(self) -> tuple[FloatColumn | IntColumn | BoolColumn, ...]:
         """Every column, in STEP_FIELDS order."""
         return _COLUMNS(self)
 
@@ -138,17 +144,15 @@ class StepColumns:
 
     @classmethod
     def from_steps(cls, steps: Sequence[StepCost]) -> StepColumns:
-        return cls(**{name: [getattr(s, name) for s in steps] for name in STEP_FIELDS})
+        return cls(*([getattr(s, name) for s in steps] for name in STEP_FIELDS))
 
     @classmethod
     def prepend(cls, first: StepCost, rest: StepColumns) -> StepColumns:
         """first followed by rest's steps, each column keeping rest's kind (list or array)."""
-        columns = {}
-        for name in STEP_FIELDS:
-            column = getattr(rest, name)
-            head = getattr(first, name)
-            columns[name] = [head, *column] if isinstance(column, list) else np.concatenate(([head], column))
-        return cls(**columns)
+        columns = []
+        for head, column in zip(_COLUMNS(first), _COLUMNS(rest), strict=True):
+            columns.append([head, *column] if isinstance(column, list) else np.concatenate(([head], column)))
+        return cls(*columns)
 
 
 STEP_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StepCost))
@@ -157,11 +161,6 @@ COUNT_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(StepCost) if f.type in (int, bool, "int", "bool")
 )
 _COLUMNS = attrgetter(*STEP_FIELDS)
-
-
-def filled(like: Sequence, value: float | int | bool, k: int) -> Sequence:
-    """k copies of value, as a list or an array like `like`."""
-    return [value] * k if isinstance(like, list) else np.full(k, value)
 
 
 class StepCostModel(ABC):
@@ -177,7 +176,7 @@ class StepCostModel(ABC):
     def step_cost(self, batch: StepBatch) -> StepCost:
         """The cost of one step."""
 
-    def price_decode_run(self, num_seqs: int, contexts: Sequence[int]) -> StepColumns:
+    def price_decode_run(self, num_seqs: int, contexts: IntColumn) -> StepColumns:
         """step_cost() of each step of a run of pure decode steps of num_seqs sequences; contexts[j] is the
         context sum of step j (decode_context_tokens). Must equal pricing the steps one by one, bit for bit,
         side effects included; overrides vectorise it. This default prices them one by one."""
@@ -208,10 +207,10 @@ class DeviceRunParts:
     """DeviceParts of a run of pure decode steps of one batch shape, as columns (lists or arrays);
     communication is the same for every step of the run (same token rows)."""
 
-    compute_s: Sequence[float]
-    memory_s: Sequence[float]
+    compute_s: FloatColumn
+    memory_s: FloatColumn
     communication_s: float
-    extrapolated: Sequence[bool]
+    extrapolated: BoolColumn
 
 
 class DeviceTimeModel(ABC):
@@ -229,7 +228,7 @@ class DeviceTimeModel(ABC):
         the matmuls and the sampler, not through attention (ragged over real sequences) nor into the KV cache."""
 
     def decode_run_parts(
-        self, num_seqs: int, padding_tokens: int, padding_seqs: int, contexts: Sequence[int]
+        self, num_seqs: int, padding_tokens: int, padding_seqs: int, contexts: IntColumn
     ) -> DeviceRunParts:
         """parts() of each step of a run of pure decode steps (contexts: the context sum per step), bit
         for bit. Columns are lists when contexts is a list, arrays when it is an array. This default

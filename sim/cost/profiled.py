@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.cost.base import DeviceParts, DeviceRunParts, DeviceTimeModel, StepBatch
+from sim.cost.base import DeviceParts, DeviceRunParts, DeviceTimeModel, IntColumn, StepBatch
 from sim.cost.roofline import RooflineStepTime
 from sim.profile import StepSection
 
@@ -73,7 +73,9 @@ class ProfiledStepTime(DeviceTimeModel):
         seconds, extrapolated = self._seconds(rows, pairs, kv, seqs)
         return DeviceParts(seconds, 0.0, self.roofline.communication_s(rows), extrapolated)
 
-    def decode_run_parts(self, num_seqs, padding_tokens, padding_seqs, contexts) -> DeviceRunParts:
+    def decode_run_parts(
+        self, num_seqs: int, padding_tokens: int, padding_seqs: int, contexts: IntColumn
+    ) -> DeviceRunParts:
         """parts() of each step of a pure decode run. Inside the measured range the fit is vectorised with
         the scalar path's operations in its order (bit-identical); steps beyond it go one by one."""
         rows = num_seqs + padding_tokens
@@ -81,17 +83,18 @@ class ProfiledStepTime(DeviceTimeModel):
         comm = self.roofline.communication_s(rows)
         fixed = self._intercept + self._per_token * rows
         if isinstance(contexts, list):
-            compute, extrapolated = [], []
-            for kv in contexts:  # a decode step attends as many pairs as it reads KV tokens
-                seconds, beyond = self._seconds(rows, kv, kv, seqs)
+            compute: list[float] = []
+            extrapolated: list[bool] = []
+            for context in contexts:  # a decode step attends as many pairs as it reads KV tokens
+                seconds, beyond = self._seconds(rows, context, context, seqs)
                 compute.append(seconds)
                 extrapolated.append(beyond)
             return DeviceRunParts(compute, [0.0] * len(contexts), comm, extrapolated)
-        kv = contexts
+        kv = np.asarray(contexts)
         inside = (rows <= self._max_tokens) & (seqs <= self._max_seqs) & (kv <= self._max_kv)
-        compute = fixed + self._per_pair * kv + self._per_kv * kv + self._per_seq * seqs
+        fitted = fixed + self._per_pair * kv + self._per_kv * kv + self._per_seq * seqs
         if not inside.all():
-            compute = compute.astype(np.float64)
+            fitted = fitted.astype(np.float64)
             for j in np.flatnonzero(~inside):
-                compute[j], _ = self._seconds(rows, int(kv[j]), int(kv[j]), seqs)
-        return DeviceRunParts(compute, np.zeros(len(kv)), comm, ~inside)
+                fitted[j], _ = self._seconds(rows, int(kv[j]), int(kv[j]), seqs)
+        return DeviceRunParts(fitted, np.zeros(len(kv)), comm, ~inside)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.architecture import ModelArchitecture
-from sim.cost.base import DeviceParts, DeviceRunParts, DeviceTimeModel, StepBatch
+from sim.cost.base import DeviceParts, DeviceRunParts, DeviceTimeModel, IntColumn, StepBatch
 from sim.cost.collectives import TPLink, ring_allreduce_s
 from sim.hardware import HardwareSpec
 from sim.profile import KernelSection
@@ -147,7 +147,9 @@ class RooflineStepTime(DeviceTimeModel):
         attention_s = (k0 + k_kv * kv_read + k_pairs * pairs + k_seq * seqs) if pairs or kv_read else 0.0
         return flops / self._flops_per_s + attention_s, bytes_moved / self._bytes_per_s + attention_s
 
-    def decode_run_parts(self, num_seqs, padding_tokens, padding_seqs, contexts) -> DeviceRunParts:
+    def decode_run_parts(
+        self, num_seqs: int, padding_tokens: int, padding_seqs: int, contexts: IntColumn
+    ) -> DeviceRunParts:
         """parts() of a run of pure decode steps, vectorised with the scalar path's operations in the scalar
         path's order, so every element is bit-identical to parts() of that step."""
         n = num_seqs
@@ -176,13 +178,13 @@ class RooflineStepTime(DeviceTimeModel):
                 attention = [k0 + k_kv * c + k_pairs * c + k_seq * n for c in contexts]
                 compute = [flops / fps + a for a in attention]
                 memory = [bytes_moved / bps + a for a in attention]
-        elif self._kernel is None:
-            compute = (flops + per_pair * contexts) / fps
-            memory = (bytes_moved + per_kv * contexts) / bps
+            return DeviceRunParts(compute, memory, comm, [False] * len(contexts))
+        if self._kernel is None:
+            compute_arr = (flops + per_pair * contexts) / fps
+            memory_arr = (bytes_moved + per_kv * contexts) / bps
         else:
             k0, k_kv, k_pairs, k_seq = self._kernel
-            attention = k0 + k_kv * contexts + k_pairs * contexts + k_seq * n
-            compute = flops / fps + attention
-            memory = bytes_moved / bps + attention
-        never = [False] * len(contexts) if isinstance(contexts, list) else np.zeros(len(contexts), dtype=bool)
-        return DeviceRunParts(compute, memory, comm, never)
+            attention_arr = k0 + k_kv * contexts + k_pairs * contexts + k_seq * n
+            compute_arr = flops / fps + attention_arr
+            memory_arr = bytes_moved / bps + attention_arr
+        return DeviceRunParts(compute_arr, memory_arr, comm, np.zeros(len(contexts), dtype=bool))

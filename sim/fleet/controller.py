@@ -94,6 +94,7 @@ class ReplicaController:
         self.hooks = hooks
         self.hosts = HostPool(settings.replicas_per_host)
         self.replicas: list[Replica] = []  # every replica that became ready; replica_id = its index
+        self._hosts: dict[int, Host] = {}  # replica id -> the host it runs on
         self.lives: list[ReplicaLife] = []  # by replica id
         self.routable: list[Replica] = []  # what the router may pick
         self.launches: list[Launch] = []  # cold starts in progress, oldest first
@@ -168,7 +169,7 @@ class ReplicaController:
             on_first_token=self._on_first_token if self.watch_first_tokens else None,
             quiet_until=self.hooks.quiet_until,
         )
-        replica.host = host
+        self._hosts[replica_id] = host
         host.members.discard(marker)
         host.members.add(replica)
         self.replicas.append(replica)
@@ -227,8 +228,9 @@ class ReplicaController:
         life = self.lives[replica.replica_id]
         if life.ended_s is None:
             life.ended_s, life.end_reason = self.env.now, reason
-        if replica.host is not None:
-            self.hosts.leave(replica.host, replica)
+        host = self._hosts.get(replica.replica_id)
+        if host is not None:
+            self.hosts.leave(host, replica)
 
     def _unroute(self, replica: Replica) -> None:
         if replica in self.routable:

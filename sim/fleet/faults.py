@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import simpy
@@ -75,9 +76,7 @@ class FaultInjector:
         for name, process in (("preemption", faults.preemption), ("maintenance", faults.maintenance)):
             if process is not None:
                 at = float(rng.exponential(process.mean_interval_h * HOUR_S))
-                env.process(
-                    self._after(at, lambda p=process, n=name: controller.notice_host(host, p.notice_s, n))
-                )
+                env.process(self._after(at, partial(controller.notice_host, host, process.notice_s, name)))
 
     def _injected(self, fault: InjectedFault):
         yield self.env.timeout(fault.at_s)

@@ -6,9 +6,9 @@ until its failure is detected) and the request's session id (-1 when the workloa
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import Protocol
 
 from sim.replica.replica import Replica
 
@@ -17,11 +17,15 @@ _OUTSTANDING = attrgetter(
 )  # waiting + running, kept by the replica (see Replica.num_outstanding)
 
 
-class Router(Protocol):
-    def choose(self, replicas: Sequence[Replica], session: int) -> Replica: ...
+class Router(ABC):
+    """Picks the replica a new request goes to."""
+
+    @abstractmethod
+    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
+        """One of `replicas` (never empty) for a request of `session` (-1: no session)."""
 
 
-class RoundRobinRouter:
+class RoundRobinRouter(Router):
     """Replica 0, 1, ..., n-1, 0, ...: what a plain Kubernetes Service does."""
 
     def __init__(self) -> None:
@@ -33,14 +37,14 @@ class RoundRobinRouter:
         return replica
 
 
-class LeastOutstandingRouter:
+class LeastOutstandingRouter(Router):
     """The replica with the fewest waiting + running requests; ties go to the lowest index."""
 
     def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
         return min(replicas, key=_OUTSTANDING)
 
 
-class LeastKVRouter:
+class LeastKVRouter(Router):
     """The replica with the lowest KV-cache use (ties: fewest outstanding, then lowest index) -- what an
     endpoint picker reading vllm:kv_cache_usage_perc does."""
 
@@ -56,7 +60,7 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-class SessionAffinityRouter:
+class SessionAffinityRouter(Router):
     """Rendezvous hashing of (session, replica): a session keeps its replica while that replica is up, and
     when one leaves only its sessions move. Requests without a session fall back to least outstanding."""
 
@@ -69,13 +73,9 @@ class SessionAffinityRouter:
         return max(replicas, key=lambda r: _mix((session << 20) ^ r.replica_id))
 
 
-ROUTERS = {
+ROUTERS: dict[str, type[Router]] = {
     "round_robin": RoundRobinRouter,
     "least_outstanding": LeastOutstandingRouter,
     "least_kv": LeastKVRouter,
     "session_affinity": SessionAffinityRouter,
 }
-
-
-def make_router(policy: str) -> Router:
-    return ROUTERS[policy]()

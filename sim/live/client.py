@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 from sim.errors import InputError
@@ -76,7 +77,7 @@ class CompletionsClient:
         self.headers = {"Content-Type": "application/json"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
-        self._session = None
+        self._session: Any = None  # an aiohttp.ClientSession while open (aiohttp is an optional extra)
 
     async def __aenter__(self):
         aiohttp = _require_aiohttp()

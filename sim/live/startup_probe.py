@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 from sim.live.client import check_endpoint
 
@@ -79,7 +80,7 @@ def measure_startup(
         launch_cmd, shell=True, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     start = time.monotonic()
-    result = {
+    result: dict[str, Any] = {
         "launch_cmd": launch_cmd,
         "endpoint": endpoint,
         "model": None,
@@ -102,7 +103,7 @@ def measure_startup(
             result["model"] = model
             for chars, out in shapes:
                 prompt = "word " * (chars // 5 + 1)
-                entry = {
+                entry: dict[str, Any] = {
                     "shape": f"{chars}:{out}",
                     "input_chars": chars,
                     "output_tokens": out,
@@ -114,11 +115,11 @@ def measure_startup(
                     "err": None,
                 }
                 try:
-                    entry["cold_e2e_s"] = _complete(endpoint, model, prompt, out, request_timeout_s)
+                    cold = entry["cold_e2e_s"] = _complete(endpoint, model, prompt, out, request_timeout_s)
                     entry["cold_ok"] = True
-                    entry["warm_e2e_s"] = _complete(endpoint, model, prompt, out, request_timeout_s)
+                    warm = entry["warm_e2e_s"] = _complete(endpoint, model, prompt, out, request_timeout_s)
                     entry["warm_ok"] = True
-                    entry["compile_overhead_s"] = max(0.0, entry["cold_e2e_s"] - entry["warm_e2e_s"])
+                    entry["compile_overhead_s"] = max(0.0, cold - warm)
                 except (OSError, urllib.error.URLError) as exc:
                     entry["err"] = f"{type(exc).__name__}: {exc}"[:300]
                 result["shapes"].append(entry)

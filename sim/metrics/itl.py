@@ -58,5 +58,7 @@ def pooled_itl(
 def request_itl(segments: Segments, step_end_s: np.ndarray) -> list[float]:
     """One request's ITL list from its segments and its replica's step end times (for the optional
     per-request dump)."""
-    times = np.concatenate([step_end_s[first : last + 1] for first, last in segments]) if segments else []
+    if not segments:
+        return []
+    times = np.concatenate([step_end_s[first : last + 1] for first, last in segments])
     return np.diff(times).tolist() if len(times) > 1 else []

@@ -341,9 +341,7 @@ def _run_risk(table, finalists, by_label, target_rps, spec, confidence, executor
         data["faults"], note = _risk_faults(job.raw, target_rps)
         notes.add(note)
         scenario = _scenario(data, job.base_dir)
-        study_jobs += [
-            StudyJob(label, i, scenario.seed + i, scenario, None, False) for i in range(spec.risk_runs)
-        ]
+        study_jobs += [StudyJob(label, i, scenario.seed + i, scenario) for i in range(spec.risk_runs)]
     digests = executor.map(
         execute,
         study_jobs,

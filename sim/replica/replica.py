@@ -29,7 +29,7 @@ from enum import IntEnum
 import numpy as np
 import simpy
 
-from sim.cost.base import StepColumns, StepCostModel
+from sim.cost.base import IntColumn, StepColumns, StepCostModel
 from sim.replica.ledger import ReplicaStats, StepLedger
 from sim.replica.request import RequestState, Status
 from sim.replica.scheduler import Scheduler, SchedulerConfig
@@ -118,7 +118,6 @@ class Replica:
         self.outstanding = 0  # requests submitted and not ended
         self._lookahead = 8  # steps priced ahead: follows twice the recent kept run length (see _decode_run)
         self.state = ReplicaState.READY
-        self.host = None  # the Host it runs on (fleet placement), if any
         self.ledger = StepLedger()  # every step taken, by either path (its end time and its cost)
         self._deadlines: list[tuple[float, int, RequestState]] = []
         self._wake: simpy.Event | None = None
@@ -185,6 +184,7 @@ class Replica:
         """A request arrived mid-run: take back the steps that had not started (the reference path plans the
         next step only after the one in flight, and that plan sees the request)."""
         run = self._run_in_flight
+        assert run is not None
         keep = run.num_started_before(now)
         if keep == len(run):
             return
@@ -220,12 +220,14 @@ class Replica:
         End times add step by step, as SimPy adds each step's delay on the reference path."""
         sched = self.scheduler
         n, base = sched.num_decode, sched.decode_computed_sum
+        contexts: IntColumn
         if max_steps >= VECTOR_MIN_STEPS:
             contexts = base + n * np.arange(1, max_steps + 1, dtype=np.int64)
         else:
             contexts = [base + n * (j + 1) for j in range(max_steps)]
         steps = self.cost_model.price_decode_run(n, contexts)
         seconds = steps.seconds
+        ends: list[float]
         if isinstance(seconds, list):
             ends, t = [], start
             for x in seconds:
@@ -247,6 +249,7 @@ class Replica:
     def _decode_run(self, max_steps: int):
         """Up to max_steps pure decode steps as one SimPy event (see the module docstring)."""
         env, sched, ledger = self.env, self.scheduler, self.ledger
+        assert self.quiet_until is not None  # runs are taken only with event skipping on
         bound = min(self.quiet_until(), self._next_deadline())
         run = self._price_run(env.now, max_steps, bound)
         run.needs = sched.allocate_decode_run(len(run))

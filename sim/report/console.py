@@ -43,10 +43,10 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
         f"engine: {result.num_steps} steps, {preemptions} preemptions, KV {r.memory.num_blocks} blocks x "
         f"{r.memory.block_size} tokens per replica ({r.memory.blocks_source})"
     )
-    if result.runtime is not None:
-        from sim.document import runtime_block
+    from sim.document import runtime_block
 
-        rt = runtime_block(result)
+    rt = runtime_block(result)
+    if rt is not None:
         cold, warm = result.startup["cold"], result.startup["warm"]
         console.print(
             f"runtime: {rt['name']} | padding {rt['padding_frac']:.1%} of computed tokens | "

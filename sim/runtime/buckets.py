@@ -70,6 +70,14 @@ def cuda_graph_capture_sizes(
     return sorted(set(sizes))
 
 
+def padding_to(buckets: list[int], n: int) -> int:
+    """Rows added to reach the first bucket >= n; n must not exceed the largest bucket."""
+    size = pad_to(buckets, n)
+    if size is None:
+        raise AssertionError(f"{n} exceeds the largest bucket ({buckets[-1] if buckets else 'none'})")
+    return size - n
+
+
 def pad_to(buckets: list[int], n: int) -> int | None:
     """The first bucket >= n, or None when n exceeds every bucket."""
     i = bisect_left(buckets, n)

@@ -11,8 +11,8 @@ One instance per replica: it owns that replica's stream of collective jitter (si
 
 from __future__ import annotations
 
-from sim.cost.base import DeviceTimeModel, StepBatch, StepColumns, StepCost, StepCostModel
-from sim.runtime.buckets import pad_to
+from sim.cost.base import DeviceTimeModel, IntColumn, StepBatch, StepColumns, StepCost, StepCostModel
+from sim.runtime.buckets import padding_to
 from sim.runtime.jitter import StragglerJitter
 from sim.runtime.runs import give_back_jitter, run_from_parts, step_from_parts
 
@@ -44,7 +44,7 @@ class CudaRuntime(StepCostModel):
             pad, pad_seqs = 0, 0
             overhead += self.eager_overhead_s
         else:
-            pad = pad_to(self.capture_sizes, n) - n
+            pad = padding_to(self.capture_sizes, n)
             uniform_decode = not batch.prefill_new_tokens
             pad_seqs = pad if uniform_decode else 0
             if not uniform_decode:
@@ -52,13 +52,13 @@ class CudaRuntime(StepCostModel):
         parts = self.device.parts(batch, pad, pad_seqs)
         return step_from_parts(parts, self.jitter, overhead, 0.0, n, pad)
 
-    def price_decode_run(self, num_seqs, contexts) -> StepColumns:
+    def price_decode_run(self, num_seqs: int, contexts: IntColumn) -> StepColumns:
         overhead = self.device.overhead_s
         if num_seqs > self.max_capture:
             pad = 0
             overhead += self.eager_overhead_s
         else:
-            pad = pad_to(self.capture_sizes, num_seqs) - num_seqs
+            pad = padding_to(self.capture_sizes, num_seqs)
         run = self.device.decode_run_parts(num_seqs, pad, pad, contexts)
         return run_from_parts(run, self.jitter, overhead, num_seqs, pad)
 

@@ -7,8 +7,6 @@ number is bit-identical to pricing the steps one by one (sim/replica/replica.py 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from sim.cost.base import DeviceParts, DeviceRunParts, StepColumns, StepCost
@@ -47,8 +45,8 @@ def run_from_parts(
     """The costs of a run of decode steps (no compile stalls: every step has the run's compiled shape)."""
     compute, memory, comm = run.compute_s, run.memory_s, run.communication_s
     k = len(compute)
-    if isinstance(compute, list):
-        comm_s: Sequence[float] = [comm * f for f in jitter.factors(k)] if comm else [0.0] * k
+    if isinstance(compute, list) and isinstance(memory, list):
+        comm_s = [comm * f for f in jitter.factors(k)] if comm else [0.0] * k
         return StepColumns(
             [(c if c > m else m) + x + overhead_s for c, m, x in zip(compute, memory, comm_s, strict=True)],
             compute,
@@ -60,12 +58,13 @@ def run_from_parts(
             [padding] * k,
             run.extrapolated,
         )
-    comm_s = comm * np.asarray(jitter.factors(k)) if comm else np.zeros(k)
+    compute_arr, memory_arr = np.asarray(compute), np.asarray(memory)
+    comm_arr = comm * np.asarray(jitter.factors(k)) if comm else np.zeros(k)
     return StepColumns(
-        np.where(compute > memory, compute, memory) + comm_s + overhead_s,
-        compute,
-        memory,
-        comm_s,
+        np.where(compute_arr > memory_arr, compute_arr, memory_arr) + comm_arr + overhead_s,
+        compute_arr,
+        memory_arr,
+        comm_arr,
         np.full(k, overhead_s),
         np.zeros(k),
         np.full(k, num_seqs),

@@ -11,7 +11,7 @@ One instance per replica: it owns that replica's compiled shapes and jitter stre
 
 from __future__ import annotations
 
-from sim.cost.base import DeviceTimeModel, StepBatch, StepColumns, StepCost, StepCostModel
+from sim.cost.base import DeviceTimeModel, IntColumn, StepBatch, StepColumns, StepCost, StepCostModel
 from sim.runtime.buckets import pad_to
 from sim.runtime.jitter import StragglerJitter
 from sim.runtime.runs import give_back_jitter, run_from_parts, step_from_parts
@@ -72,7 +72,7 @@ class XlaRuntime(StepCostModel):
         parts = self.device.parts(batch, t - n, r - seqs)
         return step_from_parts(parts, self.jitter, self.device.overhead_s, stall, n, t - n)
 
-    def price_decode_run(self, num_seqs, contexts) -> StepColumns:
+    def price_decode_run(self, num_seqs: int, contexts: IntColumn) -> StepColumns:
         """All steps of the run share one shape: only the first can find it uncompiled. Usually it is
         compiled and the whole run is priced together; otherwise the first step is priced (and compiles)
         the scalar way and the rest together."""

@@ -87,11 +87,14 @@ def _operational_times(
     """Cumulative unit-mean gaps: the first num_requests of them, or all up to `limit` (whichever is fewer).
     Drawn in chunks from one generator, so the values do not depend on the chunk size."""
     if limit is None:
+        if num_requests is None:
+            raise AssertionError("arrivals need num_requests or a time limit (the schema requires one)")
         return np.cumsum(_unit_gaps(spec, rng, num_requests))
     expected = limit if num_requests is None else min(limit, num_requests)
     chunk = int(expected * 1.1 + 10 * np.sqrt(expected + 1) + 10)
-    chunks, last = [], 0.0
-    while last <= limit and (num_requests is None or sum(map(len, chunks)) < num_requests):
+    chunks: list[np.ndarray] = []
+    last = 0.0
+    while last <= limit and (num_requests is None or sum(len(c) for c in chunks) < num_requests):
         times = last + np.cumsum(_unit_gaps(spec, rng, chunk))
         chunks.append(times)
         last = times[-1]
@@ -104,14 +107,17 @@ def arrival_times(
     spec: ArrivalSpec, rng: np.random.Generator, *, num_requests: int | None, duration_s: float | None
 ) -> np.ndarray:
     """Arrival times in seconds from t=0, bounded by num_requests and/or duration_s (whichever comes first)."""
+    if num_requests is None and duration_s is None:
+        raise AssertionError("arrivals need num_requests or duration_s (the schema requires one)")
     if spec.is_instant:
+        assert num_requests is not None  # the schema requires it with rate 'inf'
         return np.zeros(num_requests, dtype=float)
     if not _is_modulated(spec):
         rate = float(spec.rate)
         limit = None if duration_s is None else rate * duration_s
         return _operational_times(spec, rng, num_requests, limit) / rate
 
-    horizon = duration_s if duration_s is not None else max(1.0, num_requests / float(spec.rate))
+    horizon = duration_s if duration_s is not None else max(1.0, (num_requests or 0) / float(spec.rate))
     grid, cum = cumulative_rate(spec, horizon)
     taus = _operational_times(spec, rng, num_requests, None if duration_s is None else cum[-1])
     while len(taus) and cum[-1] < taus[-1]:

@@ -142,7 +142,7 @@ class ArrivalSpec(StrictModel):
     @field_validator("rate")
     @classmethod
     def _rate_positive(cls, value: float | str) -> float | str:
-        if value != "inf" and (not math.isfinite(value) or value <= 0):
+        if isinstance(value, float | int) and (not math.isfinite(value) or value <= 0):
             raise ValueError("must be > 0 (or 'inf' for everything at t=0)")
         return value
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from sim.traffic.arrivals import arrival_times
 from sim.traffic.lengths import sample_lengths
-from sim.traffic.spec import WorkloadSpec
+from sim.traffic.spec import TraceLengths, WorkloadSpec
 from sim.traffic.trace import read_trace
 
 
@@ -39,7 +39,7 @@ def build_workload(plan: WorkloadPlan, seed: int) -> Workload:
     """Draw the workload. Arrivals use ``default_rng(seed)`` itself (the harness's stream); lengths use an
     independent child stream, so changing the length distribution never moves the arrival times."""
     spec = plan.spec
-    if spec.lengths.kind == "trace":
+    if isinstance(spec.lengths, TraceLengths):
         arrival, prompt, output = read_trace(spec.lengths.path)
         keep = np.ones(len(arrival), dtype=bool)
         if plan.duration_s is not None:
@@ -50,6 +50,8 @@ def build_workload(plan: WorkloadPlan, seed: int) -> Workload:
         return _with_sessions(
             Workload(arrival[idx], prompt[idx], output[idx], "recorded trace"), spec.sessions, seed
         )
+    if spec.arrivals is None:
+        raise AssertionError("workload.arrivals is required without a trace (the schema checks it)")
     arrival = arrival_times(
         spec.arrivals,
         np.random.default_rng(seed),

@@ -67,7 +67,7 @@ def _load_and_replay(
     check_endpoint(endpoint)
     sc = load_scenario(scenario, overrides)
     resolved = resolve(sc)
-    workload = build_workload(sc)
+    workload = build_workload(resolved.workload, resolved.seed)
     out_dir = out_dir or Path("results") / f"validate-{sc.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / "measured_requests.jsonl"
