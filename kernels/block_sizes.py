@@ -6,9 +6,9 @@ crash.
                    through the MXU together, so small values suit decodes, large ones prefills
   pages_per_block  KV pages copied into VMEM and attended per grid step (x page_size = KV tokens per step)
 
-Defaults follow the *published* heuristics of tpu-inference's RPA v3 (shared/reference/vllm_gpu_tpu_facts.md
-§1, "Block sizes"): KV compute blocks of 512 tokens on v5e, 1024 on v6e/v5p, and about 128 query rows per
-step. They are starting points, not tuned for this kernel: `calibrate kernels` on a TPU is how to tune.
+Defaults follow the *published* heuristics of tpu-inference's RPA v3
+(docs/references.md#ragged-paged-attention): KV compute blocks of 512 tokens on v5e, 1024 on v6e/v5p, and
+about 128 query rows per step. They are starting points, not tuned for this kernel: `calibrate kernels` on a TPU is how to tune.
 """
 
 from __future__ import annotations

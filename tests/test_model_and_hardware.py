@@ -17,8 +17,10 @@ from tests.helpers import scenario_dict
 def test_llama_parameter_counts_and_kv_bytes():
     m8 = lookup_model("llama-3.1-8b")
     assert m8.total_params == pytest.approx(8.03e9, rel=0.005)
-    assert m8.weight_bytes == pytest.approx(16.06e9, rel=0.005)  # facts §4: 16.06 GB in bf16
-    assert m8.kv_bytes_per_token == 128 * 1024  # facts §2.3
+    assert m8.weight_bytes == pytest.approx(
+        16.06e9, rel=0.005
+    )  # docs/references.md, hardware datasheets: 16.06 GB in bf16
+    assert m8.kv_bytes_per_token == 128 * 1024  # docs/references.md#kv-cache-memory
     assert lookup_model("llama-3.1-70b").kv_bytes_per_token == 320 * 1024
     assert lookup_model("llama-3.1-70b").total_params == pytest.approx(70.6e9, rel=0.01)
 

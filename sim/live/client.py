@@ -1,5 +1,5 @@
 """A streaming OpenAI-completions client with the seed harness's exact metric semantics
-(shared/reference/seed_harness.md §1), for measuring live servers.
+(docs/references.md#seed-harness), for measuring live servers.
 
 - POST {endpoint}/v1/completions with {model, prompt, max_tokens, temperature 0, stream, stream_options:
   {include_usage}} (+ ignore_eos, a vLLM extension); /v1/chat/completions with `use_chat`.

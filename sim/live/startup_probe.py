@@ -1,4 +1,4 @@
-"""Measure a server's start-up the way the seed harness's startup tool does (seed_harness.md §2).
+"""Measure a server's start-up the way the seed harness's startup tool does (docs/references.md#seed-harness).
 
 - Launch `launch_cmd` in its own process session and start the clock just after launch.
 - Poll GET {endpoint}{health_path} every 2 s (3 s per poll) until a 2xx, the process exits, or the timeout

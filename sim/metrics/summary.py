@@ -1,4 +1,4 @@
-"""The run summary, key for key as the seed harness's `summarize` writes it (seed_harness.md §1, §5).
+"""The run summary, key for key as the seed harness's `summarize` writes it (docs/references.md#seed-harness).
 
 - Latencies in ms; mean, median, p90, p95, p99, max via np.percentile's linear interpolation; 0.0 when empty.
 - TTFT, TPOT, E2E: one value per successful request. ITL: pooled over all tokens of successful requests.

@@ -1,5 +1,5 @@
 """A pure-Python model of vLLM V1's scheduler (vllm/v1/core/sched/scheduler.py, as documented in
-shared/reference/vllm_gpu_tpu_facts.md §2.2). No SimPy in here: ``schedule()`` plans one engine step and
+docs/references.md#vllm-scheduler). No SimPy in here: ``schedule()`` plans one engine step and
 ``update_from_step()`` applies its result, so every rule is unit-testable on its own.
 
 The rules, per step:

@@ -1,10 +1,10 @@
 """Shape lists: XLA token and request buckets (tpu-inference), CUDA-graph capture sizes (vLLM).
 
-Rules as documented in shared/reference/vllm_gpu_tpu_facts.md:
-- token buckets (§1.1): powers of two from the minimum (16) up to the first power of two >= the budget; with
+Rules as documented in docs/references.md:
+- token buckets ("TPU buckets"): powers of two from the minimum (16) up to the first power of two >= the budget; with
   a padding gap, doubling up to the gap and then growing linearly by it; extra sizes merged and sorted.
-- request buckets (§1.2): powers of two from 8, the last entry capped at max_num_seqs.
-- CUDA-graph capture sizes (§2.4, vLLM v0.33): [1, 2, 4] + range(8, 256, 8) + range(256, max + 1, 16) with
+- request buckets ("TPU buckets"): powers of two from 8, the last entry capped at max_num_seqs.
+- CUDA-graph capture sizes ("CUDA graphs", vLLM v0.33): [1, 2, 4] + range(8, 256, 8) + range(256, max + 1, 16) with
   max = min(2 x max_num_seqs, 512); max_num_batched_tokens is added if it fits under max.
 """
 

@@ -1,4 +1,4 @@
-"""What tpu-inference compiles, and how long XLA takes (facts §1.3, §1.5).
+"""What tpu-inference compiles, and how long XLA takes (docs/references.md#tpu-precompile and #compile-and-warm-up-times).
 
 Precompile (runner/compilation_manager.py:capture_model) compiles, for every shape combination:
   backbone (model forward):  token buckets x attention request buckets (default: just [max_num_seqs])

@@ -55,7 +55,7 @@ class LognormalLengths(StrictModel):
 
 class ShareGPTLikeLengths(StrictModel):
     """A ShareGPT-shaped distribution without the dataset: log-normal lengths whose means are the seed talk's
-    "~220 -> 280" tokens (seed_harness.md §3) and whose prompts are clipped to the harness filter
+    "~220 -> 280" tokens (docs/references.md#seed-harness) and whose prompts are clipped to the harness filter
     4 <= prompt <= 8192. The sigmas are estimates of ShareGPT's spread (heavy right tail), not fitted to the
     dataset; point `kind: sharegpt_file` at a local copy for the real thing."""
 
