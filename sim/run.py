@@ -148,7 +148,10 @@ def run_simulation(
         ((r.replica_id, r.segments) for r, s in zip(requests, ok, strict=True) if s), step_end_s
     )
     summary = summarize(table, itl_values, itl_counts, resolved.slo)
-    timeseries = build_timeseries(table, good_mask(table, resolved.slo), samples, summary["duration_s"])
+    stalls = sorted(event for r in fleet.replicas for event in r.ledger.stall_events)
+    timeseries = build_timeseries(
+        table, good_mask(table, resolved.slo), samples, summary["duration_s"], stalls
+    )
     warnings = []
     extrapolated = sum(s.extrapolated_steps for s in replica_stats)
     if extrapolated:

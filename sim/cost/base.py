@@ -171,6 +171,9 @@ class StepCostModel(ABC):
 
     name: str
     provenance: dict[str, str]
+    # Whether pricing a step changes state that retract must undo (a stateless model says False, and the
+    # replica then skips collecting the steps it would hand back).
+    keeps_step_state: bool = False
 
     @abstractmethod
     def step_cost(self, batch: StepBatch) -> StepCost:

@@ -44,9 +44,8 @@ class StateSampler:
         used = sum(r.scheduler.kv.num_used_blocks for r in up)
         s.kv_used_frac.append(used / total if total else math.nan)
         everyone = controller.replicas
-        s.tokens.append(int(sum(r.ledger.total("num_tokens") for r in everyone)))
-        s.padding_tokens.append(int(sum(r.ledger.total("padding_tokens") for r in everyone)))
-        s.compile_stall_s.append(sum(r.ledger.total("compile_stall_s") for r in everyone))
+        s.tokens.append(sum(r.ledger.num_tokens for r in everyone))
+        s.padding_tokens.append(sum(r.ledger.padding_tokens for r in everyone))
         s.desired.append(controller.target)
         s.ready.append(controller.num_ready)
         s.starting.append(len(controller.launches))

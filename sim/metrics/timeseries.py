@@ -7,6 +7,7 @@ State (waiting, running, KV blocks in use) is sampled at the end of every window
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,6 @@ class FleetSamples:
     kv_used_frac: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)  # cumulative real tokens computed, fleet-wide
     padding_tokens: list[int] = field(default_factory=list)  # cumulative padding tokens
-    compile_stall_s: list[float] = field(default_factory=list)  # cumulative compile stall seconds
     desired: list[int] = field(default_factory=list)  # replicas the controller wants
     ready: list[int] = field(default_factory=list)
     starting: list[int] = field(default_factory=list)
@@ -45,8 +45,13 @@ def _counts(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def build_timeseries(
-    table: pd.DataFrame, good: np.ndarray, sampler: FleetSamples, end_s: float
+    table: pd.DataFrame,
+    good: np.ndarray,
+    sampler: FleetSamples,
+    end_s: float,
+    stalls: Sequence[tuple[float, float]] = (),
 ) -> pd.DataFrame:
+    """stalls: (end time, seconds) of every step that compiled a shape on the spot, any replica."""
     w = sampler.window_s
     num_windows = max(1, math.ceil(end_s / w)) if end_s > 0 else 1
     edges = np.arange(num_windows + 1) * w
@@ -84,16 +89,21 @@ def build_timeseries(
         column = np.full(num_windows, np.nan)
         column[: min(samples, num_windows)] = values[:num_windows]
         frame[name] = column
-    # Per-window work from the cumulative counters: padding waste and compile stalls.
+    # Per-window work from the cumulative counters: padding waste.
     for name, values in (
         ("tokens", sampler.tokens),
         ("padding_tokens", sampler.padding_tokens),
-        ("compile_stall_s", sampler.compile_stall_s),
     ):
         column = np.full(num_windows, np.nan)
         cumulative = np.asarray(values[:num_windows], dtype=float)
         column[: len(cumulative)] = np.diff(np.concatenate([[0.0], cumulative]))
         frame[name] = column
+    # Compile stalls of the steps that ended in the window.
+    stall_at = np.asarray([t for t, _ in stalls], dtype=float)
+    stall_s = np.asarray([s for _, s in stalls], dtype=float)
+    frame["compile_stall_s"] = (
+        np.histogram(stall_at, bins=edges, weights=stall_s)[0] if len(edges) > 1 else np.zeros(0)
+    )
     total = frame["tokens"] + frame["padding_tokens"]
     frame["padding_frac"] = np.where(total > 0, frame["padding_tokens"] / total.where(total > 0, 1), 0.0)
     return frame

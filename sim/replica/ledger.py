@@ -1,15 +1,19 @@
 """The step ledger of one replica: every engine step it takes, recorded once, whichever path took it.
 
 The one-event-per-step path records each step as it ends (``record``); event skipping records a whole run
-of decode steps at once (``record_run``). Both append the step's ``StepCost`` fields, in field order, as one
-row of a row-major buffer, so a per-step quantity added to ``StepCost`` is totalled here without another
-line, and the two paths give identical totals by construction: the buffer holds the same values in the same
-order whichever way the steps arrived, and it is folded into the totals in fixed chunks of ``FOLD_STEPS``
-steps (floating-point sums depend on which values are added together; the chunks never depend on how the
-steps arrived). Count fields (tokens, flags) are integers below 2**53, so their float sums are exact.
+of decode steps at once (``record_run``). Both add every ``StepCost`` field of every step to a running
+total, step after step in step order, so the two paths give identical totals bit for bit (a floating-point
+sum depends on the order of its additions; here the order is the steps' order whichever way they arrived).
+``tests/test_event_skipping.py`` compares whole summary.json documents between the paths, and
+``tests/test_ledger.py`` checks that every StepCost field has its total here: a new per-step quantity is a
+StepCost field, its StepColumns column, and its line in each of the two recorders below.
 
-End times are kept for the whole run (token times are read from them; 8 bytes a step); cost rows only until
-folded, so memory stays flat however long the run.
+NOTE: the additions are written out field by field rather than looped over field names: a replica records
+hundreds of thousands of steps and runs, and a generic loop over fields costs about a tenth of a simulated
+step (measured on benchmarks/run.py).
+
+End times are kept for the whole run (token times are read from them; 8 bytes a step); steps that stalled
+on a compile are kept as (end time, seconds) events for the time series.
 """
 
 from __future__ import annotations
@@ -17,17 +21,9 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain, islice
-from operator import attrgetter
+from itertools import islice
 
-import numpy as np
-
-from sim.cost.base import COUNT_FIELDS, STEP_FIELDS, StepColumns, StepCost
-
-FOLD_STEPS = 4096  # steps folded into the totals at a time
-_WIDTH = len(STEP_FIELDS)
-_ROW = attrgetter(*STEP_FIELDS)
-_COMPUTE, _MEMORY, _STALL = (STEP_FIELDS.index(n) for n in ("compute_s", "memory_s", "compile_stall_s"))
+from sim.cost.base import StepColumns, StepCost
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +50,31 @@ class ReplicaStats:
 
 
 class StepLedger:
+    __slots__ = (
+        "step_end_s",
+        "stall_events",
+        "peak_kv_blocks",
+        "compute_bound_steps",
+        "seconds",
+        "compute_s",
+        "memory_s",
+        "communication_s",
+        "overhead_s",
+        "compile_stall_s",
+        "num_tokens",
+        "padding_tokens",
+        "extrapolated",
+    )
+
     def __init__(self) -> None:
         self.step_end_s = array("d")  # end time of step k, k = the scheduler's step counter
-        self._rows = array("d")  # StepCost fields of the steps not folded yet, row-major
-        self._totals = np.zeros(_WIDTH)
-        self._compute_bound = 0
-        self._compile_stalls = 0
+        self.stall_events: list[tuple[float, float]] = []  # (end time, seconds) of steps that compiled
         self.peak_kv_blocks = 0
+        self.compute_bound_steps = 0
+        # Running totals, one per StepCost field.
+        self.seconds = self.compute_s = self.memory_s = self.communication_s = 0.0
+        self.overhead_s = self.compile_stall_s = 0.0
+        self.num_tokens = self.padding_tokens = self.extrapolated = 0
 
     @property
     def num_steps(self) -> int:
@@ -73,63 +87,75 @@ class StepLedger:
     def record(self, cost: StepCost, end_s: float) -> None:
         """One step, ended at end_s."""
         self.step_end_s.append(end_s)
-        self._rows.extend(_ROW(cost))
-        if len(self._rows) >= FOLD_STEPS * _WIDTH:
-            self._fold()
+        self.seconds += cost.seconds
+        self.compute_s += cost.compute_s
+        self.memory_s += cost.memory_s
+        self.communication_s += cost.communication_s
+        self.overhead_s += cost.overhead_s
+        self.num_tokens += cost.num_tokens
+        self.padding_tokens += cost.padding_tokens
+        self.extrapolated += cost.extrapolated
+        if cost.compute_s > cost.memory_s:
+            self.compute_bound_steps += 1
+        if cost.compile_stall_s:
+            self.compile_stall_s += cost.compile_stall_s
+            self.stall_events.append((end_s, cost.compile_stall_s))
 
     def record_empty(self, end_s: float) -> None:
         """A step that computed nothing (everything in it was preempted): it takes a step index and no time."""
-        self.record(_EMPTY, end_s)
+        self.step_end_s.append(end_s)
 
     def record_run(self, steps: StepColumns, ends: Sequence[float]) -> None:
-        """The first len(ends) steps of a run, oldest first, with their end times (columns as plain lists)."""
+        """The first len(ends) steps of a run, oldest first, with their end times (columns as plain lists);
+        the same additions as record(), step after step."""
+        k = len(ends)
         self.step_end_s.extend(ends)
-        rows = zip(*steps.columns(), strict=True)  # every column has one value per priced step
-        self._rows.extend(chain.from_iterable(islice(rows, len(ends))))
-        while len(self._rows) >= FOLD_STEPS * _WIDTH:
-            self._fold()
-
-    def _fold(self) -> None:
-        """Add the oldest FOLD_STEPS buffered steps to the totals and drop them."""
-        sums, compute_bound, stalls = _reduce(self._rows, FOLD_STEPS)
-        self._totals += sums
-        self._compute_bound += compute_bound
-        self._compile_stalls += stalls
-        del self._rows[: FOLD_STEPS * _WIDTH]
-
-    def total(self, name: str) -> float:
-        """The sum of one StepCost field over every step recorded so far (for samplers reading mid-run)."""
-        i = STEP_FIELDS.index(name)
-        rows = np.frombuffer(self._rows, dtype=np.float64).reshape(-1, _WIDTH)
-        value = float(self._totals[i] + rows[:, i].sum())
-        del rows  # an array('d') cannot grow while a numpy view of it is alive
-        return value
+        seconds, compute, memory = self.seconds, self.compute_s, self.memory_s
+        communication, overhead, bound = self.communication_s, self.overhead_s, 0
+        columns = zip(
+            steps.seconds,
+            steps.compute_s,
+            steps.memory_s,
+            steps.communication_s,
+            steps.overhead_s,
+            strict=True,
+        )
+        for s, c, m, x, o in islice(columns, k):  # the steps kept (the columns may hold more)
+            seconds += s
+            compute += c
+            memory += m
+            communication += x
+            overhead += o
+            if c > m:
+                bound += 1
+        self.seconds, self.compute_s, self.memory_s = seconds, compute, memory
+        self.communication_s, self.overhead_s = communication, overhead
+        self.compute_bound_steps += bound
+        self.num_tokens += sum(steps.num_tokens[:k])
+        self.padding_tokens += sum(steps.padding_tokens[:k])
+        self.extrapolated += sum(steps.extrapolated[:k])
+        if any(steps.compile_stall_s[:k]):
+            for end, stall in zip(ends, steps.compile_stall_s):
+                if stall:
+                    self.compile_stall_s += stall
+                    self.stall_events.append((end, stall))
 
     def stats(self) -> ReplicaStats:
-        """The totals of every step recorded so far (the buffered remainder added without folding it, so
-        asking never changes how later steps fold)."""
-        sums, compute_bound, stalls = _reduce(self._rows, len(self._rows) // _WIDTH)
-        totals = self._totals + sums
+        """The totals of every step recorded so far."""
         return ReplicaStats(
             num_steps=self.num_steps,
             totals={
-                name: int(round(value)) if name in COUNT_FIELDS else float(value)
-                for name, value in zip(STEP_FIELDS, totals, strict=True)
+                "seconds": self.seconds,
+                "compute_s": self.compute_s,
+                "memory_s": self.memory_s,
+                "communication_s": self.communication_s,
+                "overhead_s": self.overhead_s,
+                "compile_stall_s": self.compile_stall_s,
+                "num_tokens": self.num_tokens,
+                "padding_tokens": self.padding_tokens,
+                "extrapolated": self.extrapolated,
             },
-            compute_bound_steps=self._compute_bound + compute_bound,
-            compile_stalls=self._compile_stalls + stalls,
+            compute_bound_steps=self.compute_bound_steps,
+            compile_stalls=len(self.stall_events),
             peak_kv_blocks=self.peak_kv_blocks,
         )
-
-
-def _reduce(rows: array, k: int) -> tuple[np.ndarray, int, int]:
-    """(per-field sums, steps compute-bound, steps with a compile stall) over the first k buffered steps.
-    The numpy view ends with this call: an array('d') cannot grow or shrink while one is alive."""
-    chunk = np.frombuffer(rows, dtype=np.float64, count=k * _WIDTH).reshape(k, _WIDTH)
-    sums = chunk.sum(axis=0)
-    compute_bound = int(np.count_nonzero(chunk[:, _COMPUTE] > chunk[:, _MEMORY]))
-    stalls = int(np.count_nonzero(chunk[:, _STALL]))
-    return sums, compute_bound, stalls
-
-
-_EMPTY = StepCost(seconds=0.0)

@@ -189,7 +189,9 @@ class Replica:
         if keep == len(run):
             return
         self.scheduler.kv.free(sum(run.needs[keep:]))
-        self.cost_model.retract(run.keep(keep))
+        dropped = run.keep(keep)
+        if self.cost_model.keeps_step_state:
+            self.cost_model.retract(dropped)
         self.process.interrupt(TRUNCATE)
 
     def _next_deadline(self) -> float:
@@ -240,7 +242,7 @@ class Replica:
             k = max(1, int(np.searchsorted(all_ends, bound, side="left")))
             ends = all_ends[:k].tolist()
         k = len(ends)
-        if k < max_steps:
+        if k < max_steps and self.cost_model.keeps_step_state:
             self.cost_model.retract(steps.tail(k))
         if not isinstance(seconds, list):
             steps = steps.head(k)  # as lists: the ledger and truncation work on plain floats

@@ -36,6 +36,7 @@ class CudaRuntime(StepCostModel):
         self.piecewise_overhead_s = piecewise_overhead_s
         self.eager_overhead_s = eager_overhead_s
         self.jitter = jitter
+        self.keeps_step_state = jitter.active  # pricing draws jitter factors, which retract gives back
 
     def step_cost(self, batch: StepBatch) -> StepCost:
         n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)

@@ -22,6 +22,11 @@ class StragglerJitter:
         self._factors: list[float] = []
         self._recent: deque[float] = deque(maxlen=2 * _BLOCK)  # drawn factors, newest last (for give_back)
 
+    @property
+    def active(self) -> bool:
+        """Whether factors are drawn at all (some noise on more than one rank)."""
+        return self.sigma != 0 and self.ranks > 1
+
     def factor(self) -> float:
         if self.sigma == 0 or self.ranks <= 1:
             return 1.0

@@ -41,6 +41,9 @@ class XlaRuntime(StepCostModel):
         self.compile_times, self.cache = compile_times, cache
         self.small_s = compile_times.small(cache)
         self.jitter = jitter
+        # Pricing draws jitter factors, which retract gives back; compiles happen only in a run's first
+        # step, which is always taken.
+        self.keeps_step_state = jitter.active
         # Shapes compiled so far on this replica.
         self.compiled_backbone = {(t, a) for t in precompiled_tokens for a in attn_request_buckets}
         precompiled_small = bool(precompiled_tokens)
