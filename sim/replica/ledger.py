@@ -135,7 +135,7 @@ class StepLedger:
         self.padding_tokens += sum(steps.padding_tokens[:k])
         self.extrapolated += sum(steps.extrapolated[:k])
         if any(steps.compile_stall_s[:k]):
-            for end, stall in zip(ends, steps.compile_stall_s):
+            for end, stall in zip(ends, steps.compile_stall_s[:k], strict=True):
                 if stall:
                     self.compile_stall_s += stall
                     self.stall_events.append((end, stall))
