@@ -13,14 +13,33 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import nnls
 
-from sim.profile import CollectiveSample, FitQuality, KernelFit, KernelSample, StepFit, StepSample
+from sim.profile import (
+    STEP_FEATURES,
+    CollectiveSample,
+    FitQuality,
+    KernelFit,
+    KernelSample,
+    StepFit,
+    StepSample,
+    knot_feature,
+)
 
-FEATURES = ("num_tokens", "attention_pairs", "kv_read_tokens", "num_seqs")
+FEATURES = STEP_FEATURES
 HOLDOUT_EVERY = 4
 
 
-def _design(samples: list[StepSample]) -> np.ndarray:
-    rows = [[1.0, *(float(getattr(s, f)) for f in FEATURES)] for s in samples]
+def _design(samples: list[StepSample], knots: tuple[int, ...] = ()) -> np.ndarray:
+    rows = [
+        [
+            1.0,
+            float(s.num_tokens),
+            float(s.attention_pairs),
+            float(s.kv_read_tokens),
+            float(s.num_seqs),
+            *(max(0.0, float(s.num_tokens - k)) for k in knots),
+        ]
+        for s in samples
+    ]
     return np.asarray(rows)
 
 
@@ -58,30 +77,20 @@ def nnls_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, FitQuality]:
     return coef, _quality(x[evaluate] @ coef, y[evaluate], int(train.sum()))
 
 
-def fit_steps(samples: list[StepSample]) -> StepFit:
-    if len(samples) < len(FEATURES) + 1:
-        raise ValueError(f"need at least {len(FEATURES) + 1} step samples to fit, got {len(samples)}")
-    coef, quality = nnls_fit(_design(samples), np.array([s.seconds for s in samples]))
+def fit_steps(samples: list[StepSample], knots: tuple[int, ...] = ()) -> StepFit:
+    """The step-time fit; knots add hinge terms max(0, tokens - knot) (see sim/profile.py:StepFit)."""
+    names = [*FEATURES, *(knot_feature(k) for k in knots)]
+    if len(samples) < len(names) + 1:
+        raise ValueError(f"need at least {len(names) + 1} step samples to fit, got {len(samples)}")
+    coef, quality = nnls_fit(_design(samples, knots), np.array([s.seconds for s in samples]))
     return StepFit(
         intercept_s=float(coef[0]),
-        coefficients={f: float(c) for f, c in zip(FEATURES, coef[1:], strict=True)},
+        coefficients={f: float(c) for f, c in zip(names, coef[1:], strict=True)},
+        token_knots=list(knots),
         quality=quality,
         max_num_tokens=max(s.num_tokens for s in samples),
         max_kv_read_tokens=max(s.kv_read_tokens for s in samples),
         max_num_seqs=max(s.num_seqs for s in samples),
-    )
-
-
-def predict(
-    fit: StepFit, num_tokens: float, attention_pairs: float, kv_read_tokens: float, num_seqs: float
-) -> float:
-    c = fit.coefficients
-    return (
-        fit.intercept_s
-        + c["num_tokens"] * num_tokens
-        + c["attention_pairs"] * attention_pairs
-        + c["kv_read_tokens"] * kv_read_tokens
-        + c["num_seqs"] * num_seqs
     )
 
 

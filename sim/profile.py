@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from sim.errors import InputError
 from sim.strict import StrictModel, validation_error_to_input_error
@@ -54,12 +54,24 @@ class FitQuality(StrictModel):
     num_test: int = Field(..., ge=0)
 
 
+STEP_FEATURES = ("num_tokens", "attention_pairs", "kv_read_tokens", "num_seqs")
+
+
+def knot_feature(knot: int) -> str:
+    """The name of the hinge feature max(0, num_tokens - knot)."""
+    return f"num_tokens_over_{knot}"
+
+
 class StepFit(StrictModel):
     """seconds = intercept_s + sum(coefficient x feature), non-negative coefficients (NNLS).
-    Features: num_tokens, attention_pairs, kv_read_tokens, num_seqs."""
+    Features: num_tokens, attention_pairs, kv_read_tokens, num_seqs, and for each of `token_knots` the hinge
+    max(0, num_tokens - knot): with non-negative coefficients the token term is a piecewise-linear curve
+    whose slope only grows -- flat while a step's matmuls are bound by reading the weights, steeper once
+    they are bound by compute."""
 
     intercept_s: float = Field(..., ge=0)
     coefficients: dict[str, float]
+    token_knots: list[int] = Field(default_factory=list, description="Token counts where the slope may change.")
     quality: FitQuality
     max_num_tokens: int = Field(
         ..., ge=1, description="Largest step measured: beyond it the fit extrapolates."
@@ -67,11 +79,55 @@ class StepFit(StrictModel):
     max_kv_read_tokens: int = Field(..., ge=0)
     max_num_seqs: int = Field(..., ge=1)
 
+    @model_validator(mode="after")
+    def _features_present(self) -> StepFit:
+        needed = set(STEP_FEATURES) | {knot_feature(k) for k in self.token_knots}
+        missing = needed - set(self.coefficients)
+        if missing:
+            raise ValueError(f"coefficients lack {sorted(missing)}")
+        return self
+
+    def token_seconds(self, num_tokens: float) -> float:
+        """The fit's token term: linear plus the hinges."""
+        c = self.coefficients
+        seconds = c["num_tokens"] * num_tokens
+        for knot in self.token_knots:
+            if num_tokens > knot:
+                seconds += c[knot_feature(knot)] * (num_tokens - knot)
+        return seconds
+
+    def predict(self, num_tokens: float, attention_pairs: float, kv_read_tokens: float, num_seqs: float) -> float:
+        c = self.coefficients
+        return (
+            self.intercept_s
+            + self.token_seconds(num_tokens)
+            + c["attention_pairs"] * attention_pairs
+            + c["kv_read_tokens"] * kv_read_tokens
+            + c["num_seqs"] * num_seqs
+        )
+
+
+class InterpolationCheck(StrictModel):
+    """How well a table's interpolation predicts measured points it was not given (held out)."""
+
+    points: int = Field(..., ge=0)
+    median_rel_error: float = Field(..., ge=0)
+    p95_rel_error: float = Field(..., ge=0)
+    max_rel_error: float = Field(..., ge=0)
+
 
 class StepSection(StrictModel):
     provenance: Provenance
     tensor_parallel_size: int = Field(1, ge=1)
-    dtype: str = "bfloat16"
+    dtype: str = Field("bfloat16", description="Weight dtype the steps were timed with: bfloat16 or fp8.")
+    kv_cache_dtype: str = Field("auto", description="KV-cache dtype: auto (= the model dtype) or fp8.")
+    vllm_version: str | None = Field(None, description="vLLM version whose kernels were timed, when known.")
+    components: dict[str, str] = Field(
+        default_factory=dict, description="What the step times include, and where each part came from."
+    )
+    interpolation_check: dict[str, InterpolationCheck] = Field(
+        default_factory=dict, description="Per measured table: error on held-out table points."
+    )
     samples: list[StepSample]
     fit: StepFit
     layer_scaling_r2: float | None = Field(None, description="min R^2 of time vs layers over checked points.")
@@ -104,16 +160,24 @@ class CollectiveSample(StrictModel):
 
 
 class CollectiveSection(StrictModel):
-    """Ring all-reduce alpha-beta fit: t = 2(n-1) alpha + 2(n-1)/n x bytes / bandwidth."""
+    """Measured all-reduce latency by message size among `ranks` chips, and its ring alpha-beta fit
+    t = 2(n-1) alpha + 2(n-1)/n x bytes / bandwidth. The simulator prices a TP group of this many chips by
+    the samples themselves (log-log interpolation), the fit only beyond them."""
 
     provenance: Provenance
-    backend: str = Field(..., description="gloo, nccl, jax-psum ...")
+    backend: str = Field(..., description="gloo, nccl, vllm-custom ... (what ran each size, when mixed)")
     link: str = Field(..., description="Link the ranks talked over.")
     ranks: int = Field(..., ge=2)
     hop_latency_s: float = Field(..., ge=0)
     link_bandwidth_gbs: float = Field(..., gt=0)
     quality: FitQuality
     samples: list[CollectiveSample]
+    jitter_sigma: float | None = Field(
+        None,
+        ge=0,
+        description="Log-normal sigma of per-rank slowdowns measured from repeats; null when the measurement "
+        "gives medians only (then no straggler tail is added).",
+    )
 
 
 class MicroBenchmarks(StrictModel):

@@ -208,7 +208,8 @@ def resolve(sc: Scenario) -> ResolvedScenario:
     memory = _memory(sc, arch, hw, engine, tp, prov)
     slo = _resolve_slo(sc, arch)
     profile = load_profile(sc.profile) if sc.profile is not None else None
-    link = resolve_link(hw, tp, sc.fleet.interconnect, sc.fleet.collective_jitter_sigma)
+    measured = profile.collectives if profile is not None else []
+    link = resolve_link(hw, tp, sc.fleet.interconnect, sc.fleet.collective_jitter_sigma, measured)
     cost = resolve_cost(
         sc.cost_model,
         CostInputs(

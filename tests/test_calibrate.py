@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from calibrate.cli import main as calibrate_main
-from calibrate.fit import predict, split
+from calibrate.fit import split
 from sim.cli import main as simulate_main
 from sim.profile import Profile, load_profile
 
@@ -48,7 +48,7 @@ def test_quick_cpu_profile_is_valid_and_measured(cpu_profile):
     _, held_out = split(len(steps.samples))
     tested = [s for s, t in zip(steps.samples, held_out, strict=True) if t]
     rel = [
-        abs(predict(steps.fit, s.num_tokens, s.attention_pairs, s.kv_read_tokens, s.num_seqs) - s.seconds)
+        abs(steps.fit.predict(s.num_tokens, s.attention_pairs, s.kv_read_tokens, s.num_seqs) - s.seconds)
         / s.seconds
         for s in tested
     ]

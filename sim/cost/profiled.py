@@ -37,7 +37,8 @@ class ProfiledStepTime(DeviceTimeModel):
         self.provenance = provenance
         c = self.fit.coefficients
         self._intercept = self.fit.intercept_s
-        self._per_token, self._per_pair = c["num_tokens"], c["attention_pairs"]
+        self._token_seconds = self.fit.token_seconds  # linear, plus the hinges of a piecewise fit
+        self._per_pair = c["attention_pairs"]
         self._per_kv, self._per_seq = c["kv_read_tokens"], c["num_seqs"]
         self._max_tokens, self._max_kv, self._max_seqs = (
             self.fit.max_num_tokens,
@@ -48,7 +49,7 @@ class ProfiledStepTime(DeviceTimeModel):
     def _fit(self, tokens: float, pairs: float, kv: float, seqs: float) -> float:
         return (
             self._intercept
-            + self._per_token * tokens
+            + self._token_seconds(tokens)
             + self._per_pair * pairs
             + self._per_kv * kv
             + self._per_seq * seqs
@@ -81,7 +82,7 @@ class ProfiledStepTime(DeviceTimeModel):
         rows = num_seqs + padding_tokens
         seqs = num_seqs + padding_seqs
         comm = self.roofline.communication_s(rows)
-        fixed = self._intercept + self._per_token * rows
+        fixed = self._intercept + self._token_seconds(rows)
         if isinstance(contexts, list):
             compute: list[float] = []
             extrapolated: list[bool] = []

@@ -24,7 +24,7 @@ import numpy as np
 
 from sim.architecture import ModelArchitecture
 from sim.cost.base import DeviceParts, DeviceRunParts, DeviceTimeModel, IntColumn, StepBatch
-from sim.cost.collectives import TPLink, ring_allreduce_s
+from sim.cost.collectives import TPLink
 from sim.hardware import HardwareSpec
 from sim.profile import KernelSection
 
@@ -80,8 +80,6 @@ class RooflineStepTime(DeviceTimeModel):
         self._allreduce_bytes_per_token = arch.hidden_size * b  # one all-reduce message row
         self._allreduces_per_step = 2 * arch.num_layers
         self.link = link
-        self._link_bytes_s = link.bytes_per_s if link else 0.0
-        self._hop_latency_s = link.hop_latency_s if link else 0.0
         self._kernel = None
         self._run_constants: dict[tuple[int, int, int], tuple[float, float, float]] = {}
         if attention_kernel is not None:
@@ -118,10 +116,8 @@ class RooflineStepTime(DeviceTimeModel):
         """The step's TP all-reduces (two per layer) for `rows` token rows; 0 without tensor parallelism."""
         if self.tp <= 1:
             return 0.0
-        per_allreduce = ring_allreduce_s(
-            rows * self._allreduce_bytes_per_token, self.tp, self._link_bytes_s, self._hop_latency_s
-        )
-        return self._allreduces_per_step * per_allreduce
+        assert self.link is not None
+        return self._allreduces_per_step * self.link.allreduce_s(rows * self._allreduce_bytes_per_token)
 
     def time_from_features(
         self,
