@@ -36,8 +36,9 @@ from sim.errors import InputError
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Profile file to write (default profiles/<host>-<model>.json).",
+    help="Profile file to write (default profiles/<host>-<model>[-tpN][-<dtype>].json).",
 )
+@click.option("--force", is_flag=True, help="Overwrite an existing profile (e.g. a shipped one).")
 @click.option("--quick", is_flag=True, help="A small grid for smoke runs.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its saved points.")
 @click.option(
@@ -53,23 +54,35 @@ from sim.errors import InputError
     default=None,
     help="Largest step to measure (default: vLLM's budget for the host).",
 )
+@click.option("--tp", type=click.IntRange(1, 64), default=1, show_default=True, help="Tensor-parallel size.")
+@click.option(
+    "--dtype",
+    "weight_dtype",
+    type=click.Choice(["bfloat16", "fp8", "nvfp4"]),
+    default="bfloat16",
+    show_default=True,
+    help="Weight precision (kernel-tables).",
+)
+@click.option(
+    "--kv-cache-dtype",
+    type=click.Choice(["auto", "fp8"]),
+    default="auto",
+    show_default=True,
+    help="KV-cache precision (kernel-tables).",
+)
+@click.option(
+    "--vllm-version",
+    default="0.19.0",
+    show_default=True,
+    help="vLLM version whose measured kernels to use (kernel-tables; the nearest measured one is taken).",
+)
 @click.option("--ranks", type=int, default=2, show_default=True, help="Ranks for the collectives sweep.")
 @click.option(
     "--endpoint", help="Calibrate from this live OpenAI-compatible server (http://host:port), black-box."
 )
 @click.option("--max-model-len", type=int, default=None, help="The server's max_model_len (endpoint method).")
 def main(
-    host,
-    model_name,
-    methods,
-    out,
-    quick,
-    resume,
-    point_timeout,
-    max_num_batched_tokens,
-    ranks,
-    endpoint,
-    max_model_len,
+    host, model_name, methods, out, force, quick, resume, point_timeout, max_num_batched_tokens, **options
 ):
     """Measure HOST for MODEL and write a servesim profile."""
     try:
@@ -82,13 +95,24 @@ def main(
             resume,
             point_timeout,
             max_num_batched_tokens,
-            ranks,
-            endpoint=endpoint,
-            server_max_model_len=max_model_len,
+            force=force,
+            **options,
         )
     except InputError as err:
         fail(str(err))
     print_profile(profile, path, Console())
+
+
+def default_profile_path(host: str, model_name: str, tp: int, weight_dtype: str, kv_cache_dtype: str) -> Path:
+    """profiles/<host>-<model>[-tpN][-<dtype>][-kvfp8].json: one file per configuration a profile prices."""
+    name = f"{host}-{model_name}"
+    if tp > 1:
+        name += f"-tp{tp}"
+    if weight_dtype != "bfloat16":
+        name += f"-{weight_dtype}"
+    if kv_cache_dtype != "auto":
+        name += f"-kv{kv_cache_dtype}"
+    return Path("profiles") / f"{name}.json"
 
 
 def lookup_host_and_model(host: str, model_name: str):
@@ -110,10 +134,15 @@ def run(
     resume,
     point_timeout,
     max_num_batched_tokens,
-    ranks,
     *,
+    force=False,
+    tp=1,
+    weight_dtype="bfloat16",
+    kv_cache_dtype="auto",
+    vllm_version="0.19.0",
+    ranks=2,
     endpoint=None,
-    server_max_model_len=None,
+    max_model_len=None,
 ):
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
@@ -128,10 +157,23 @@ def run(
                 "--endpoint measures the server only; leave out --method or use --method endpoint", "--method"
             )
     methods = list(methods) or default_methods(host, hw)
-    path = out or Path("profiles") / f"{host}-{model_name}.json"
+    path = out or default_profile_path(host, model_name, tp, weight_dtype, kv_cache_dtype)
+    if path.exists() and not (force or resume):
+        raise InputError(
+            f"{path} exists; --force overwrites it, --resume continues the run that wrote it", "--out"
+        )
     budget = max_num_batched_tokens or (2048 if hw.kind != "gpu" else 8192)
+    server_max_model_len = max_model_len
     max_model_len = min(arch.max_position_embeddings, max(budget, 8192))
-    options = {"endpoint": endpoint, "server_max_model_len": server_max_model_len, "ranks": ranks}
+    options = {
+        "endpoint": endpoint,
+        "server_max_model_len": server_max_model_len,
+        "ranks": ranks,
+        "tp": tp,
+        "weight_dtype": weight_dtype,
+        "kv_cache_dtype": kv_cache_dtype,
+        "vllm_version": vllm_version,
+    }
     for name in methods:
         METHODS[name].check(host, hw, options)
     store = PointStore(path, resume=resume)
@@ -147,8 +189,11 @@ def run(
 
         def on_point(key: str, result: str) -> None:
             progress.update(task, description=f"{key}: {result}")
-            if not console.is_terminal:
-                console.print(f"  {key}: {result}")
+            method, _, kind = key.rpartition(":")
+            if kind == "warning":  # always shown, also on a terminal where the progress line is transient
+                console.print(f"  warning ({method}): {result}", markup=False, emoji=False)
+            elif not console.is_terminal:
+                console.print(f"  {key}: {result}", markup=False, emoji=False)
 
         if store.resumed:
             console.print(f"resuming: {store.resumed} points already measured")

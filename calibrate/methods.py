@@ -183,6 +183,42 @@ class CollectivesMethod(Method):
         ]
 
 
+class KernelTablesMethod(Method):
+    name = "kernel-tables"
+    summary = "GPU steps composed from NVIDIA's measured kernel tables (aiconfigurator-core), on any host"
+
+    def check(self, host, hw, options):
+        from calibrate.kernel_tables import SYSTEMS
+
+        if hw.kind != "gpu" or host not in SYSTEMS:
+            raise InputError(
+                f"the kernel-tables method holds NVIDIA GPU tables for {', '.join(sorted(SYSTEMS))}; not for {host}",
+                "--host",
+            )
+
+    def measure(self, ctx, sections):
+        from calibrate.kernel_tables import measure_kernel_tables
+        from sim.hardware_kinds import HARDWARE_KINDS
+
+        batch = HARDWARE_KINDS[ctx.hw.kind].batch_defaults(ctx.hw)
+        steps, collectives = measure_kernel_tables(
+            ctx.arch,
+            ctx.hw,
+            host=ctx.host,
+            tp=ctx.options["tp"],
+            weight_dtype=ctx.options["weight_dtype"],
+            kv_cache_dtype=ctx.options["kv_cache_dtype"],
+            vllm_version=ctx.options["vllm_version"],
+            budget=max(ctx.budget, batch.max_num_batched_tokens),
+            max_num_seqs=batch.max_num_seqs,
+            max_model_len=min(ctx.arch.max_position_embeddings, 32768),
+            quick=ctx.quick,
+            on_point=ctx.on_point,
+        )
+        sections["steps"] = steps
+        sections["collectives"] = [*sections.get("collectives", []), *collectives]
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -197,6 +233,7 @@ METHODS: dict[str, Method] = {
         CollectivesMethod(),
         EndpointMethod(),
         KernelsMethod(),
+        KernelTablesMethod(),
     )
 }
 

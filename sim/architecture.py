@@ -27,7 +27,16 @@ class ModelArchitecture(BaseModel):
     max_position_embeddings: int = Field(131072, ge=1)
     num_experts: int = Field(0, ge=0, description="0 for a dense model.")
     num_experts_per_token: int = Field(0, ge=0, description="top-k routing for MoE models.")
-    dtype_bytes: int = Field(2, ge=1, le=4, description="Bytes per weight and KV element (bf16 = 2).")
+    dtype_bytes: int = Field(2, ge=1, le=4, description="Bytes per element of the model's dtype (bf16 = 2).")
+    weight_dtype_bytes: float | None = Field(
+        None,
+        ge=0.5,
+        le=4,
+        description="Bytes per weight when quantized (fp8 = 1, nvfp4 = 0.5); default dtype_bytes.",
+    )
+    kv_dtype_bytes: int | None = Field(
+        None, ge=1, le=4, description="Bytes per KV-cache element (fp8 KV = 1); default dtype_bytes."
+    )
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelArchitecture:
@@ -96,19 +105,29 @@ class ModelArchitecture(BaseModel):
         )
 
     @property
+    def bytes_per_weight(self) -> float:
+        return self.weight_dtype_bytes or self.dtype_bytes
+
+    @property
+    def bytes_per_kv_element(self) -> int:
+        return self.kv_dtype_bytes or self.dtype_bytes
+
+    @property
     def weight_bytes(self) -> int:
-        return self.total_params * self.dtype_bytes
+        """All weights at the serving precision (fp8: 1 byte each, nvfp4: half a byte; embeddings and norms
+        alike -- a small underestimate, since vLLM keeps those in bf16)."""
+        return int(self.total_params * self.bytes_per_weight)
 
     # ---- KV cache -----------------------------------------------------------------------------------
     @property
     def kv_bytes_per_token(self) -> int:
         """2 (K and V) x layers x kv_heads x head_dim x bytes: 128 KiB/token for Llama-3.1-8B in bf16."""
-        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype_bytes
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.bytes_per_kv_element
 
     def kv_bytes_per_token_per_chip(self, tp: int) -> int:
         """KV heads are split across TP ranks; with more ranks than KV heads each rank keeps one replica."""
         heads_per_chip = max(1, -(-self.num_kv_heads // tp))
-        return 2 * self.num_layers * heads_per_chip * self.head_dim * self.dtype_bytes
+        return 2 * self.num_layers * heads_per_chip * self.head_dim * self.bytes_per_kv_element
 
     # ---- activations --------------------------------------------------------------------------------
     @property

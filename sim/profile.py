@@ -21,7 +21,10 @@ from sim.errors import InputError
 from sim.strict import StrictModel, validation_error_to_input_error
 
 SCHEMA_VERSION: Literal[1] = 1
-Method = Literal["measured", "aot-compiled", "estimated", "fitted"]
+# How a section's numbers were obtained: measured on the host; composed from published per-kernel
+# measurements (kernel-tables); the XLA compiler's own cost model (compiler-estimated); compiled ahead of time
+# for a described chip (aot-compiled); estimated; or fitted.
+Method = Literal["measured", "kernel-tables", "compiler-estimated", "aot-compiled", "estimated", "fitted"]
 
 
 class Provenance(StrictModel):
@@ -71,7 +74,9 @@ class StepFit(StrictModel):
 
     intercept_s: float = Field(..., ge=0)
     coefficients: dict[str, float]
-    token_knots: list[int] = Field(default_factory=list, description="Token counts where the slope may change.")
+    token_knots: list[int] = Field(
+        default_factory=list, description="Token counts where the slope may change."
+    )
     quality: FitQuality
     max_num_tokens: int = Field(
         ..., ge=1, description="Largest step measured: beyond it the fit extrapolates."
@@ -96,7 +101,9 @@ class StepFit(StrictModel):
                 seconds += c[knot_feature(knot)] * (num_tokens - knot)
         return seconds
 
-    def predict(self, num_tokens: float, attention_pairs: float, kv_read_tokens: float, num_seqs: float) -> float:
+    def predict(
+        self, num_tokens: float, attention_pairs: float, kv_read_tokens: float, num_seqs: float
+    ) -> float:
         c = self.coefficients
         return (
             self.intercept_s

@@ -197,8 +197,19 @@ def _prefixed(section: str, entries: dict[str, str]) -> dict[str, str]:
     return {f"{section}.{k}": v for k, v in entries.items()}
 
 
+def _with_dtypes(arch: ModelArchitecture, sc: Scenario) -> ModelArchitecture:
+    """The model at the serving precision the engine section asks for (fp8 weights, fp8 KV cache)."""
+    update: dict[str, float] = {}
+    weight_bytes = {"fp8": 1.0, "nvfp4": 0.5}.get(sc.engine.weight_dtype)
+    if weight_bytes is not None:
+        update["weight_dtype_bytes"] = weight_bytes
+    if sc.engine.kv_cache_dtype == "fp8":
+        update["kv_dtype_bytes"] = 1
+    return arch.model_copy(update=update) if update else arch
+
+
 def resolve(sc: Scenario) -> ResolvedScenario:
-    arch = lookup_model(sc.model)
+    arch = _with_dtypes(lookup_model(sc.model), sc)
     hw = lookup_hardware(sc.hardware)
     hardware_name = sc.hardware if isinstance(sc.hardware, str) else hw.name
     kind = HARDWARE_KINDS[hw.kind]
@@ -223,7 +234,9 @@ def resolve(sc: Scenario) -> ResolvedScenario:
     )
     if profile is not None and sc.profile is not None:
         on = hardware_name if isinstance(sc.hardware, str) else None
-        check_profile_matches(profile, arch.name, on, tp, sc.profile)
+        check_profile_matches(
+            profile, arch.name, on, tp, sc.profile, sc.engine.weight_dtype, sc.engine.kv_cache_dtype
+        )
     runtime = (
         resolve_runtime(RuntimeInputs(sc.engine, engine, arch, hw, tp, link, profile))
         if cost.uses_runtime

@@ -27,7 +27,16 @@ from sim.hardware import HardwareSpec
 from sim.profile import CollectiveSection
 
 # Faster links first: by default TP uses the best interconnect the chip has.
-LINK_PREFERENCE = ("nvlink4", "nvlink3", "ici_3d_torus", "ici_2d_torus", "pcie_gen5", "pcie_gen4")
+LINK_PREFERENCE = (
+    "nvlink5",
+    "nvlink4",
+    "nvlink3",
+    "ici_3d_torus",
+    "ici_2d_torus",
+    "pcie_gen6",
+    "pcie_gen5",
+    "pcie_gen4",
+)
 
 
 def ring_allreduce_s(message_bytes: float, ranks: int, link_bytes_s: float, hop_latency_s: float) -> float:
@@ -102,7 +111,9 @@ def resolve_link(
         return None
     chosen = choose_link(hw, requested)
     if chosen is None:
-        raise InputError(f"{hw.name} lists no interconnect for tensor parallelism", "fleet.tensor_parallel_size")
+        raise InputError(
+            f"{hw.name} lists no interconnect for tensor parallelism", "fleet.tensor_parallel_size"
+        )
     name, gbs = chosen
     provenance = {"tp_link": f"{name} at {gbs} GB/s per direction (datasheet: {hw.source})"}
     section = next((m for m in measured if m.ranks == tp), None)

@@ -167,8 +167,16 @@ class RooflineKind(CostModelKind):
 COST_MODELS: dict[str, CostModelKind] = {"roofline": RooflineKind(), "constant": ConstantKind()}
 
 
-def check_profile_matches(profile: Profile, model: str, hardware: str | None, tp: int, path: str) -> None:
-    """A profile measured for one model or host must not price another."""
+def check_profile_matches(
+    profile: Profile,
+    model: str,
+    hardware: str | None,
+    tp: int,
+    path: str,
+    weight_dtype: str = "bfloat16",
+    kv_cache_dtype: str = "auto",
+) -> None:
+    """A profile measured for one model, host, TP or precision must not price another."""
     if profile.model != model:
         raise InputError(
             f"{path} was measured for model '{profile.model}', the scenario serves '{model}'", "profile"
@@ -177,9 +185,24 @@ def check_profile_matches(profile: Profile, model: str, hardware: str | None, tp
         raise InputError(
             f"{path} was measured on '{profile.hardware}', the scenario runs on '{hardware}'", "profile"
         )
-    if profile.steps is not None and profile.steps.tensor_parallel_size != tp:
+    steps = profile.steps
+    if steps is None:
+        return
+    if steps.tensor_parallel_size != tp:
         raise InputError(
-            f"{path} holds TP{profile.steps.tensor_parallel_size} step times; the scenario uses TP{tp}",
+            f"{path} holds TP{steps.tensor_parallel_size} step times; the scenario uses TP{tp}", "profile"
+        )
+    # Profiles that predate the precision knobs name the model dtype (bfloat16, float32): unquantized.
+    measured = steps.dtype if steps.dtype in ("fp8", "nvfp4") else "bfloat16"
+    if measured != weight_dtype:
+        raise InputError(
+            f"{path} holds {steps.dtype} step times; the scenario serves {weight_dtype} weights "
+            "(engine.weight_dtype)",
+            "profile",
+        )
+    if steps.kv_cache_dtype != kv_cache_dtype:
+        raise InputError(
+            f"{path} was timed with kv_cache_dtype {steps.kv_cache_dtype}; the scenario uses {kv_cache_dtype}",
             "profile",
         )
 

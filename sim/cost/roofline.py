@@ -56,7 +56,7 @@ class RooflineStepTime(DeviceTimeModel):
         self.arch, self.hw, self.tp = arch, hw, tp
         self.provenance = provenance
         self.overhead_s = step_overhead_s
-        b = arch.dtype_bytes
+        b = arch.bytes_per_weight
         self._flops_per_s = hw.peak_flops * flops_utilization
         self._bytes_per_s = hw.memory_bandwidth_bytes_s * memory_bandwidth_utilization
         # Per chip: matmul work and weights are split evenly over the TP group.

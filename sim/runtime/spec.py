@@ -87,6 +87,14 @@ class EngineSpec(StrictModel):
     enable_chunked_prefill: bool = Field(
         True, description="Off: a prompt waits until it fits one step whole."
     )
+    weight_dtype: Literal["bfloat16", "fp8"] = Field(
+        "bfloat16",
+        description="Serving precision of the weights: fp8 = vLLM --quantization fp8 (1 byte each).",
+    )
+    kv_cache_dtype: Literal["auto", "fp8"] = Field(
+        "auto",
+        description="vLLM --kv-cache-dtype: auto keeps the model dtype, fp8 stores 1 byte per element.",
+    )
     enable_prefix_caching: bool = Field(
         True, description="Recorded; hits need shared prefixes, which the built-in workloads do not have."
     )
