@@ -260,6 +260,7 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         request_timeout_s=sc.workload.request_timeout_s,
         max_model_len=engine.max_model_len,
         api_overhead_s=api_overhead_s,
+        max_concurrency=sc.workload.max_concurrency,
         usd_per_chip_hour=sc.fleet.usd_per_chip_hour,
     )
     prov |= {"model": arch.source, "hardware": hw.source}

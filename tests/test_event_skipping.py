@@ -64,6 +64,11 @@ CASES = {
         startup={"provision_s": 0, "container_start_s": 5, "storage_bandwidth_gbs": 100},
         num_requests=1500,
     ),
+    "closed loop of 24 clients over two replicas": scenario_dict(
+        fleet={"replicas": 2, "router": "least_outstanding"},
+        workload={**SHAREGPT, "arrivals": {"rate": "inf"}, "max_concurrency": 24},
+        num_requests=800,
+    ),
     "client timeouts, ended requests' deadlines passing": scenario_dict(
         workload={**SHAREGPT, "arrivals": {"rate": 45}, "request_timeout_s": 8},
         num_requests=1500,

@@ -271,3 +271,38 @@ def test_outstanding_counter_matches_the_scheduler_whenever_the_router_reads_it(
     table = simulate_dict(data).table
     assert len(checked) >= 300
     assert {"timeout"} <= set(table["error"]) and table["num_preemptions"].sum() > 0
+
+
+def test_closed_loop_clients_send_the_next_request_when_one_ends(tmp_path):
+    """Two clients, four requests sent at once (rate inf), constant 10 ms steps, 16-token prompts, 3 output
+    tokens: requests 0 and 1 prefill in step 1 and end with step 3 (t = 30 ms); only then are 2 and 3 sent,
+    and they end at 60 ms. Latencies count from when each is sent, as `vllm bench serve` times them."""
+    trace = write_trace(tmp_path / "t.csv", [(0.0, 16, 3)] * 4)
+    data = trace_scenario(trace, step_s=0.01)
+    data["workload"]["max_concurrency"] = 2
+    result = simulate_dict(data)
+    table = result.table.sort_values("req_id")
+    assert table["arrival_s"].tolist() == pytest.approx([0.0, 0.0, 0.03, 0.03])
+    assert table["end_s"].tolist() == pytest.approx([0.03, 0.03, 0.06, 0.06])
+    assert table["ttft_s"].tolist() == pytest.approx([0.01] * 4)
+    assert table["e2e_s"].tolist() == pytest.approx([0.03] * 4)
+    # without the cap all four share every step
+    del data["workload"]["max_concurrency"]
+    assert simulate_dict(data).table["end_s"].max() == pytest.approx(0.03)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    clients=st.integers(1, 6),
+    lengths=st.lists(st.tuples(st.integers(1, 300), st.integers(1, 40)), min_size=1, max_size=25),
+)
+def test_never_more_in_flight_than_clients(tmp_path, clients, lengths):
+    """At no moment are more than max_concurrency requests between sent and ended, and every one ends."""
+    trace = write_trace(tmp_path / "t.csv", [(0.0, i, o) for i, o in lengths])
+    data = trace_scenario(trace, step_s=0.005)
+    data["workload"]["max_concurrency"] = clients
+    table = simulate_dict(data).table
+    assert table["success"].all()
+    events = sorted([(t, 1) for t in table["arrival_s"]] + [(t, -1) for t in table["end_s"]])
+    in_flight = np.cumsum([delta for _, delta in events])  # ends sort before sends at the same time
+    assert in_flight.max() <= clients

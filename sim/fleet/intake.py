@@ -85,6 +85,8 @@ class RequestIntake:
         self.next_dispatch_s = 0.0  # when the release process next routes a request (inf when done)
         self._avoid: dict[int, int] = {}  # req_id -> replica a pending retry must not go back to
         self.num_ended = 0
+        self.num_in_flight = 0  # sent and not yet ended (the clients' concurrency cap counts these)
+        self._slot_freed: simpy.Event | None = None  # the release process waits on it at the cap
         self.all_ended = env.event()
         if workload.num_requests == 0:
             self.all_ended.succeed()
@@ -92,20 +94,36 @@ class RequestIntake:
 
     # ---- arrival ------------------------------------------------------------------------------------------
     def _release(self):
+        """Release requests at their arrival times (plus the API overhead). With the clients' concurrency cap
+        (`vllm bench serve --max-concurrency`), a request that arrives while the cap is reached waits for a
+        request to end and is sent then: its latencies count from that moment, as the harness's do (its
+        timer starts inside the semaphore)."""
         env = self.env
         arrival = self.workload.arrival_s.tolist()
         prompt = self.workload.prompt_tokens.tolist()
         output = self.workload.output_tokens.tolist()
         max_len = self.settings.max_model_len
         delay = self.settings.api_overhead_s
+        cap = self.settings.max_concurrency
         for i, t in enumerate(arrival):
-            if t + delay > env.now:
-                wait = t + delay - env.now
+            sent = t
+            if cap is not None:
+                if t > env.now:
+                    self.next_dispatch_s = t
+                    yield env.timeout(t - env.now)
+                if self.num_in_flight >= cap:
+                    self.next_dispatch_s = math.inf  # the next send follows an ending, at a step's end
+                    self._slot_freed = env.event()
+                    yield self._slot_freed
+                sent = max(t, env.now)  # later than its arrival if it waited for a client
+            if sent + delay > env.now:
+                wait = sent + delay - env.now
                 self.next_dispatch_s = env.now + wait  # the float SimPy will give the event
                 yield env.timeout(wait)
             # vLLM caps the output at max_model_len - prompt and rejects prompts that leave no room (HTTP 400).
-            req = RequestState(i, t, prompt[i], min(output[i], max_len - prompt[i]))
+            req = RequestState(i, sent, prompt[i], min(output[i], max_len - prompt[i]))
             self.requests.append(req)
+            self.num_in_flight += 1
             if prompt[i] >= max_len:
                 self.fail(req, TOO_LONG, end_s=t)
                 continue
@@ -191,5 +209,9 @@ class RequestIntake:
     def ended(self, reqs: list[RequestState]) -> None:
         """Requests that completed or failed (replicas report theirs here)."""
         self.num_ended += len(reqs)
+        self.num_in_flight -= len(reqs)
+        if self._slot_freed is not None:
+            self._slot_freed.succeed()
+            self._slot_freed = None
         if self.num_ended >= self.workload.num_requests and not self.all_ended.triggered:
             self.all_ended.succeed()

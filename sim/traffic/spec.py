@@ -174,6 +174,14 @@ class WorkloadSpec(StrictModel):
         ge=1,
         description="Distinct users; each request belongs to one drawn uniformly (for session_affinity).",
     )
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Clients' cap on requests in flight (`vllm bench serve --max-concurrency`): a request "
+        "that arrives while this many are in flight waits client-side for one to end, and its latencies "
+        "count from when it is sent. With `arrivals.rate: inf` this is a closed loop of N clients, each "
+        "sending its next request when its last one ends.",
+    )
 
     @model_validator(mode="after")
     def _arrivals_present(self) -> WorkloadSpec:

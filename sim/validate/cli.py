@@ -65,6 +65,8 @@ def _load_and_replay(
     from sim.validate.measured import measured_table
 
     check_endpoint(endpoint)
+    if max_concurrency is not None:  # the prediction's clients are capped as the load generator's are
+        overrides = (*overrides, f"workload.max_concurrency={max_concurrency}")
     sc = load_scenario(scenario, overrides)
     resolved = resolve(sc)
     workload = build_workload(resolved.workload, resolved.seed)
