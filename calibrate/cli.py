@@ -104,15 +104,10 @@ def main(
 
 
 def default_profile_path(host: str, model_name: str, tp: int, weight_dtype: str, kv_cache_dtype: str) -> Path:
-    """profiles/<host>-<model>[-tpN][-<dtype>][-kvfp8].json: one file per configuration a profile prices."""
-    name = f"{host}-{model_name}"
-    if tp > 1:
-        name += f"-tp{tp}"
-    if weight_dtype != "bfloat16":
-        name += f"-{weight_dtype}"
-    if kv_cache_dtype != "auto":
-        name += f"-kv{kv_cache_dtype}"
-    return Path("profiles") / f"{name}.json"
+    """profiles/<host>-<model>[-tpN][-<dtype>][-kv<dtype>].json: where `profile: auto` looks for it."""
+    from sim.shipped_profiles import profile_file_name
+
+    return Path("profiles") / profile_file_name(host, model_name, tp, weight_dtype, kv_cache_dtype)
 
 
 def lookup_host_and_model(host: str, model_name: str):
@@ -158,10 +153,6 @@ def run(
             )
     methods = list(methods) or default_methods(host, hw)
     path = out or default_profile_path(host, model_name, tp, weight_dtype, kv_cache_dtype)
-    if path.exists() and not (force or resume):
-        raise InputError(
-            f"{path} exists; --force overwrites it, --resume continues the run that wrote it", "--out"
-        )
     budget = max_num_batched_tokens or (2048 if hw.kind != "gpu" else 8192)
     server_max_model_len = max_model_len
     max_model_len = min(arch.max_position_embeddings, max(budget, 8192))
@@ -176,6 +167,10 @@ def run(
     }
     for name in methods:
         METHODS[name].check(host, hw, options)
+    if path.exists() and not (force or resume):
+        raise InputError(
+            f"{path} exists; --force overwrites it, --resume continues the run that wrote it", "--out"
+        )
     store = PointStore(path, resume=resume)
     sections: dict = {"model": model_name, "hardware": host, "servesim_version": __version__}
     console = Console(stderr=True)

@@ -346,7 +346,9 @@ def load_tables(
     ):
         frame, version, where = _load(root, system, "attention", vllm)
         frame = frame[frame["op_name"] == table]
-        frame = frame[(frame["kv_cache_dtype"] == kv_name) & (frame["window_size"] == 0)]
+        frame = frame[frame["kv_cache_dtype"] == kv_name]
+        if "window_size" in frame.columns:  # full attention only (older tables have no sliding windows)
+            frame = frame[frame["window_size"] == 0]
         frame = frame[(frame["num_heads"] == q_heads) & (frame["num_key_value_heads"] == kv_heads)]
         frame = frame[frame["head_dim"] == arch.head_dim]
         if frame.empty:

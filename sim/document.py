@@ -78,6 +78,7 @@ def provenance_block(result: SimulationResult) -> dict:
             grouped.setdefault("inputs", {})[section] = value
     return {
         "results": f"simulated by servesim {__version__} with the '{result.cost_model_name}' step-cost model",
+        "step_times": result.resolved.step_times,
         **grouped,
         "workload": result.workload.note,
     }

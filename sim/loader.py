@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from sim.errors import InputError
 from sim.scenario import Scenario
+from sim.shipped_profiles import AUTO, NONE
 from sim.strict import validation_error_to_input_error
 
 
@@ -84,7 +85,8 @@ def load_scenario_dict(data: dict, overrides: Iterable[str] = (), base_dir: Path
         # File paths in a scenario are relative to the scenario file, not to the shell's directory.
         if hasattr(lengths, "path") and not Path(lengths.path).is_absolute():
             lengths.path = str((base_dir / lengths.path).resolve())
-        if scenario.profile is not None and not Path(scenario.profile).is_absolute():
+        keyword = scenario.profile in (AUTO, NONE)
+        if scenario.profile is not None and not keyword and not Path(scenario.profile).is_absolute():
             scenario.profile = str((base_dir / scenario.profile).resolve())
     return scenario
 

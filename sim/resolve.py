@@ -18,18 +18,20 @@ from sim.architecture import ModelArchitecture
 from sim.cost.base import DeviceTimeModel, StepCostModel
 from sim.cost.collectives import TPLink, resolve_link
 from sim.cost.factory import CostInputs, CostSettings, build_step_model, check_profile_matches, resolve_cost
+from sim.cost.spec import RooflineCost
 from sim.errors import InputError
 from sim.fleet.settings import FleetSettings
 from sim.hardware import HardwareSpec
 from sim.hardware_kinds import HARDWARE_KINDS, KVSizing
 from sim.metrics.slo import SLO
-from sim.profile import Profile, load_profile
+from sim.profile import Profile
 from sim.replica.memory import GIB, MemoryPlan, estimate_activation_bytes, plan_memory
 from sim.replica.scheduler import SchedulerConfig
 from sim.runtime.engine import ResolvedEngine, resolve_engine
 from sim.runtime.settings import RuntimeInputs, RuntimeSettings, resolve_runtime
 from sim.runtime.startup import StartupPlan, resolve_startup
 from sim.scenario import MetricsSpec, Scenario
+from sim.shipped_profiles import choose_profile
 from sim.traffic.workload import WorkloadPlan
 
 
@@ -72,6 +74,11 @@ class ResolvedScenario:
             num_blocks=self.memory.num_blocks,
             enable_chunked_prefill=self.engine.enable_chunked_prefill,
         )
+
+    @property
+    def step_times(self) -> str:
+        """'kernel tables', 'measured', 'compiler estimate', 'datasheet roofline' or 'constant (scenario)'."""
+        return self.cost.step_times
 
     def build_step_model(self) -> DeviceTimeModel | StepCostModel:
         """The step-cost model the resolved cost settings describe (sim/cost/factory.py)."""
@@ -218,7 +225,17 @@ def resolve(sc: Scenario) -> ResolvedScenario:
     prov = _prefixed("engine", engine_prov)
     memory = _memory(sc, arch, hw, engine, tp, prov)
     slo = _resolve_slo(sc, arch)
-    profile = load_profile(sc.profile) if sc.profile is not None else None
+    choice = choose_profile(
+        sc.profile,
+        hardware=hardware_name if isinstance(sc.hardware, str) else None,
+        model=arch.name,
+        tp=tp,
+        weight_dtype=sc.engine.weight_dtype,
+        kv_cache_dtype=sc.engine.kv_cache_dtype,
+        priced_by_steps=isinstance(sc.cost_model, RooflineCost) and sc.cost_model.attention != "kernel",
+    )
+    profile, profile_path = choice.profile, choice.path
+    prov["profile"] = choice.reason
     measured = profile.collectives if profile is not None else []
     link = resolve_link(hw, tp, sc.fleet.interconnect, sc.fleet.collective_jitter_sigma, measured)
     cost = resolve_cost(
@@ -229,13 +246,13 @@ def resolve(sc: Scenario) -> ResolvedScenario:
             catalog_section=kind.catalog_section,
             tp=tp,
             profile=profile,
-            profile_path=sc.profile,
+            profile_path=profile_path,
         ),
     )
-    if profile is not None and sc.profile is not None:
+    if profile is not None and profile_path is not None:
         on = hardware_name if isinstance(sc.hardware, str) else None
         check_profile_matches(
-            profile, arch.name, on, tp, sc.profile, sc.engine.weight_dtype, sc.engine.kv_cache_dtype
+            profile, arch.name, on, tp, profile_path, sc.engine.weight_dtype, sc.engine.kv_cache_dtype
         )
     runtime = (
         resolve_runtime(RuntimeInputs(sc.engine, engine, arch, hw, tp, link, profile))
@@ -265,7 +282,7 @@ def resolve(sc: Scenario) -> ResolvedScenario:
     )
     prov |= {"model": arch.source, "hardware": hw.source}
     prov["fleet.api_overhead_s"] = (
-        f"{api_overhead_s} per request, measured by calibrate against a live server ({sc.profile})"
+        f"{api_overhead_s} per request, measured by calibrate against a live server ({profile_path})"
         if api_overhead_s
         else "none (no measured API overhead in a profile)"
     )

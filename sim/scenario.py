@@ -60,8 +60,10 @@ class Scenario(StrictModel):
     slo: SLOSpec = Field(default_factory=SLOSpec, description="What counts as a good request (see slo).")
     cost_model: CostModelSpec = Field(default_factory=RooflineCost, description="How step times are priced.")
     profile: str | None = Field(
-        None,
-        description="A calibrate profile (path, relative to this file): measured step and compile times.",
+        "auto",
+        description="A calibrate profile (path, relative to this file): measured step and compile times. "
+        "'auto' (default): the shipped profile of this hardware, model, TP and precision in profiles/ when "
+        "there is one, else the datasheet roofline; 'none': the datasheet roofline.",
     )
     duration_s: float | None = Field(None, gt=0, description="Stop sending requests after this time.")
     num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")

@@ -95,6 +95,7 @@ def _row(point: SweepPoint, result: SimulationResult | None, error: str | None) 
         "tp": r.tp,
         "replicas": r.scenario.fleet.replicas,
         "runtime": result.runtime.name if result.runtime else "constant",
+        "step_times": r.step_times,
     }
     row |= {col: result.summary[key] for col, key in METRICS.items()}
     stats = result.replica_stats

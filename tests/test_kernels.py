@@ -244,12 +244,22 @@ def test_kernels_lower_through_mosaic_for_real_tpus(generation, topology):
 # ---- timing through calibrate, and the simulator's use of a kernels section ----------------------------
 
 
-def test_calibrate_kernels_refuses_to_time_interpret_mode():
+def test_calibrate_kernels_refuses_to_time_interpret_mode(tmp_path):
     from click.testing import CliRunner
 
     from calibrate.cli import main
 
-    result = CliRunner().invoke(main, ["--host", "tpu-v6e", "--model", "llama-3.1-8b", "--method", "kernels"])
+    args = [
+        "--host",
+        "tpu-v6e",
+        "--model",
+        "llama-3.1-8b",
+        "--method",
+        "kernels",
+        "--out",
+        tmp_path / "p.json",
+    ]
+    result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 2
     assert "needs a TPU backend" in result.output and "interpret mode" in result.output
 

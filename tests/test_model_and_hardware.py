@@ -117,7 +117,7 @@ def test_combinations_that_cannot_run(overrides, field):
 def test_roofline_decode_and_prefill_regimes():
     from sim.cost.base import StepBatch
 
-    r = resolve(load_scenario_dict(scenario_dict()))
+    r = resolve(load_scenario_dict(scenario_dict(profile="none")))  # the datasheet roofline itself
     model = r.build_step_model()
     # Batch-1 decode at short context: memory bound, ~ weights / (3.35 TB/s x 0.88); 0.5 ms host overhead.
     one = model.parts(StepBatch(1, 128, (), (), 1), 0, 0)

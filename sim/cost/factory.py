@@ -39,6 +39,15 @@ class CostSettings:
     engine_overhead_s: float = 0.0  # host time per step added to a forward-pass-only profile
 
     @property
+    def step_times(self) -> str:
+        """Where the step times come from, in the short words every output shows beside its numbers."""
+        if not self.uses_runtime:
+            return "constant (scenario)"
+        if self.steps is not None:
+            return STEP_LABELS.get(self.steps.provenance.method, self.steps.provenance.method)
+        return "datasheet roofline"
+
+    @property
     def uses_runtime(self) -> bool:
         """Whether steps go through the CUDA/XLA runtime layer (a constant step time bypasses it)."""
         return COST_MODELS[self.kind].uses_runtime
@@ -89,6 +98,19 @@ class ConstantKind(CostModelKind):
         return ConstantStepCost(settings.factors["step_s"])
 
 
+# How a profile's steps were obtained: a short label for tables, and the words of the provenance
+STEP_LABELS = {
+    "measured": "measured",
+    "kernel-tables": "kernel tables",
+    "compiler-estimated": "compiler estimate",
+}
+STEP_ORIGINS = {
+    "measured": "measured by calibrate",
+    "kernel-tables": "composed by calibrate from measured kernel tables",
+    "compiler-estimated": "estimated by the XLA compiler (calibrate)",
+}
+
+
 class RooflineKind(CostModelKind):
     """The datasheet roofline, or a measured profile's step fit in its place (the roofline then prices only
     steps beyond the measured range, scaled to the fit at its edge)."""
@@ -132,9 +154,10 @@ class RooflineKind(CostModelKind):
             overhead = 0.0
             provenance["engine_overhead_s"] = "included in the measured steps"
         q, p = steps.fit.quality, steps.provenance
+        origin = STEP_ORIGINS.get(p.method, f"{p.method} by calibrate")
         provenance["step_times"] = (
-            f"fitted to {len(steps.samples)} steps measured by calibrate ({p.tool}, {p.method}) on "
-            f"{p.device_kind}, {p.date}; held-out R^2 {q.r2:.4f}, p95 error {q.p95_rel_residual:.1%} ({path})"
+            f"fitted to {len(steps.samples)} steps {origin} ({p.tool}) on {p.device_kind}, {p.date}; "
+            f"held-out R^2 {q.r2:.4f}, p95 error {q.p95_rel_residual:.1%} ({path})"
         )
         provenance["beyond_measured_range"] = "roofline scaled to the fit at the edge of the measured range"
         return CostSettings(

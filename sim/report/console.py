@@ -13,7 +13,7 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
     r = result.resolved
     table = Table(
         title=f"{r.name}: {r.model.name} on {r.hardware.name}, {r.fleet.replicas} replica(s) x TP{r.tp}",
-        caption=f"simulated; step costs: {result.cost_model_name} model (sources below)",
+        caption=f"simulated; step times: {r.step_times} ({result.cost_model_name}; sources below)",
     )
     table.add_column("metric")
     table.add_column("mean", justify="right")
@@ -58,6 +58,7 @@ def print_summary(result: SimulationResult, console: Console, written: list | No
         console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print("[dim]where the numbers come from:[/dim]")
     console.print(f"[dim]  model: {r.model.source}; hardware: {r.hardware.source}[/dim]")
+    console.print(f"[dim]  profile: {r.provenance.get('profile', 'none')}[/dim]")
     for key, value in sorted(r.provenance_of("cost").items()):
         if key not in {"architecture"}:
             console.print(f"[dim]  {key}: {value}[/dim]")
@@ -103,6 +104,12 @@ def print_sweep(sweep, console: Console, written: list | None = None) -> None:
         ]
         table.add_row(*cells)
     console.print(table)
+    if "step_times" in sweep.table:
+        sources = sweep.table.dropna(subset=["step_times"]).groupby("series", sort=False)["step_times"]
+        console.print(
+            "step times: "
+            + "; ".join(f"{series or 'all points'} {', '.join(v.unique())}" for series, v in sources)
+        )
     for series, reason in reasons.items():
         console.print(f"[red]{series or 'point'} cannot run:[/red] {reason}")
     if not sweep.startup.empty:
@@ -127,6 +134,7 @@ def print_study(study, console: Console, written: list | None = None) -> None:
     from sim.report.study import side_by_side
 
     frame = side_by_side(study)
+    step_times = dict(zip(frame["variant"], frame.pop("step times"), strict=True))  # a line below the table
     objective = study.base.monte_carlo.objective
     table = Table(
         title=f"{study.name}: {study.runs} run(s) per variant",
@@ -143,6 +151,7 @@ def print_study(study, console: Console, written: list | None = None) -> None:
     for row in frame.itertuples(index=False):
         table.add_row(*[str(v) for v in row])
     console.print(table)
+    console.print("step times: " + "; ".join(f"{label} {source}" for label, source in step_times.items()))
     breaches = [d for d in study.digests if d.breached]
     for d in breaches[:5]:
         console.print(

@@ -67,6 +67,7 @@ def side_by_side(study: Study) -> pd.DataFrame:
     rows = []
     for label in study.labels:
         row = {"variant": label or study.name, "runs": int(risk.loc[label, "runs"])}
+        row["step times"] = next(d.step_times for d in study.digests if d.label == label)
         ttr = risk.loc[label, "time_to_ready_s"]
         row["new replica ready s"] = "-" if ttr is None or not np.isfinite(ttr) else f"{ttr:.0f}"
         for metric, title, fmt in HEADLINE:

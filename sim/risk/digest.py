@@ -38,6 +38,7 @@ class RunDigest:
     desired_replicas: np.ndarray
     series_window_s: float
     time_to_ready_s: float | None  # a new replica's cold start in this variant
+    step_times: str  # where the variant's step times come from (kernel tables, datasheet roofline, ...)
 
 
 def digest(result: SimulationResult, label: str = "", run: int = 0) -> RunDigest:
@@ -96,4 +97,5 @@ def digest(result: SimulationResult, label: str = "", run: int = 0) -> RunDigest
         desired_replicas=ts["replicas_desired"].to_numpy(),
         series_window_s=float(ts["t_end_s"].iloc[0] - ts["t_start_s"].iloc[0]) if len(ts) else 1.0,
         time_to_ready_s=start.total_s if start is not None else None,
+        step_times=result.resolved.step_times,
     )

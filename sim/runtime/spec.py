@@ -87,9 +87,10 @@ class EngineSpec(StrictModel):
     enable_chunked_prefill: bool = Field(
         True, description="Off: a prompt waits until it fits one step whole."
     )
-    weight_dtype: Literal["bfloat16", "fp8"] = Field(
+    weight_dtype: Literal["bfloat16", "fp8", "nvfp4"] = Field(
         "bfloat16",
-        description="Serving precision of the weights: fp8 = vLLM --quantization fp8 (1 byte each).",
+        description="Serving precision of the weights: fp8 (1 byte each, e.g. vLLM --quantization fp8 or an "
+        "FP8 checkpoint), nvfp4 (an NVFP4 checkpoint, half a byte each; Blackwell).",
     )
     kv_cache_dtype: Literal["auto", "fp8"] = Field(
         "auto",
