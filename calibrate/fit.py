@@ -22,6 +22,7 @@ from sim.profile import (
     StepFit,
     StepSample,
     knot_feature,
+    token_segments,
 )
 
 FEATURES = STEP_FEATURES
@@ -32,11 +33,11 @@ def _design(samples: list[StepSample], knots: tuple[int, ...] = ()) -> np.ndarra
     rows = [
         [
             1.0,
-            float(s.num_tokens),
+            token_segments(float(s.num_tokens), knots)[0],
             float(s.attention_pairs),
             float(s.kv_read_tokens),
             float(s.num_seqs),
-            *(max(0.0, float(s.num_tokens - k)) for k in knots),
+            *token_segments(float(s.num_tokens), knots)[1:],
         ]
         for s in samples
     ]
@@ -78,7 +79,7 @@ def nnls_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, FitQuality]:
 
 
 def fit_steps(samples: list[StepSample], knots: tuple[int, ...] = ()) -> StepFit:
-    """The step-time fit; knots add hinge terms max(0, tokens - knot) (see sim/profile.py:StepFit)."""
+    """The step-time fit; knots split the token term into segments of their own slope (sim/profile.py)."""
     names = [*FEATURES, *(knot_feature(k) for k in knots)]
     if len(samples) < len(names) + 1:
         raise ValueError(f"need at least {len(names) + 1} step samples to fit, got {len(samples)}")

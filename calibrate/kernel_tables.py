@@ -47,15 +47,6 @@ INSTALL_HINT = (
     'pip install "servesim[gpu-data]" (aiconfigurator-core 0.12.0: NVIDIA\'s measured kernel tables)'
 )
 
-# servesim hardware name -> aiconfigurator-core system folder
-SYSTEMS = {
-    "h100": "h100_sxm",
-    "h200": "h200_sxm",
-    "a100-80g": "a100_sxm",
-    "l40s": "l40s",
-    "rtx-pro-6000": "rtx_pro_6000_server",
-    "b200": "b200_sxm",
-}
 
 # GEMM kernels vLLM's linear layers run per weight precision (the tables' kernel_source), preferred first
 GEMM_KERNELS = {
@@ -93,6 +84,13 @@ CUSTOM_ALLREDUCE_SIZES = (2, 4, 6, 8)
 # vLLM's per-step host time with async scheduling (docs/references.md#vllm-per-step-host-time)
 HOST_STEP_S = 160e-6
 SMALL_KERNELS_PER_LAYER = 5  # 2 fused add+RMSNorm, rotary, KV-cache write, SiLU-and-mul
+
+
+def hosts_with_tables() -> list[str]:
+    """Catalog GPUs whose entry names an aiconfigurator-core system folder (sim/catalog/hardware.yaml)."""
+    from sim.catalog import hardware_entries
+
+    return sorted(name for name, entry in hardware_entries().items() if entry.get("kernel_tables"))
 
 
 def systems_dir() -> Path:
@@ -312,13 +310,13 @@ def _pick_kernel(frame: pd.DataFrame, candidates: tuple[str, ...], what: str) ->
 def load_tables(
     host: str, arch: ModelArchitecture, hw: HardwareSpec, tp: int, weight_dtype: str, kv_dtype: str, vllm: str
 ) -> KernelTables:
-    if host not in SYSTEMS:
+    if hw.kernel_tables is None:
         raise InputError(
-            f"aiconfigurator-core holds no vLLM kernel tables for '{host}'; it has {', '.join(sorted(SYSTEMS))}",
+            f"aiconfigurator-core holds no vLLM kernel tables for '{host}'; it has {', '.join(hosts_with_tables())}",
             "--host",
         )
     root = systems_dir()
-    system = SYSTEMS[host]
+    system = hw.kernel_tables
     rel = root.parent
     sources: dict[str, TableSource] = {}
 

@@ -188,11 +188,11 @@ class KernelTablesMethod(Method):
     summary = "GPU steps composed from NVIDIA's measured kernel tables (aiconfigurator-core), on any host"
 
     def check(self, host, hw, options):
-        from calibrate.kernel_tables import SYSTEMS
+        from calibrate.kernel_tables import hosts_with_tables
 
-        if hw.kind != "gpu" or host not in SYSTEMS:
+        if hw.kind != "gpu" or hw.kernel_tables is None:
             raise InputError(
-                f"the kernel-tables method holds NVIDIA GPU tables for {', '.join(sorted(SYSTEMS))}; not for {host}",
+                f"the kernel-tables method holds NVIDIA GPU tables for {', '.join(hosts_with_tables())}; not for {host}",
                 "--host",
             )
 

@@ -32,6 +32,11 @@ class HardwareSpec(BaseModel):
     links: dict[str, float] = Field(
         default_factory=dict, description="Interconnect name -> one-direction bandwidth per chip, GB/s."
     )
+    kernel_tables: str | None = Field(
+        None,
+        description="The system folder of aiconfigurator-core holding NVIDIA's measured kernel tables of this "
+        "GPU (calibrate --method kernel-tables; validate replay of its silicon measurements).",
+    )
 
     @property
     def peak_flops(self) -> float:

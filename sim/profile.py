@@ -11,6 +11,7 @@ scenario.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -61,16 +62,29 @@ STEP_FEATURES = ("num_tokens", "attention_pairs", "kv_read_tokens", "num_seqs")
 
 
 def knot_feature(knot: int) -> str:
-    """The name of the hinge feature max(0, num_tokens - knot)."""
-    return f"num_tokens_over_{knot}"
+    """The name of the segment feature: the step's tokens between this knot and the next."""
+    return f"num_tokens_from_{knot}"
+
+
+def token_segments(num_tokens: float, knots: Sequence[int]) -> list[float]:
+    """num_tokens split at the knots: [min(t, k1), tokens in (k1, k2], ..., tokens beyond the last knot].
+    The parts sum to num_tokens."""
+    parts = []
+    low = 0.0
+    for knot in knots:
+        parts.append(min(max(num_tokens - low, 0.0), knot - low))
+        low = float(knot)
+    parts.append(max(num_tokens - low, 0.0))
+    return parts
 
 
 class StepFit(StrictModel):
     """seconds = intercept_s + sum(coefficient x feature), non-negative coefficients (NNLS).
-    Features: num_tokens, attention_pairs, kv_read_tokens, num_seqs, and for each of `token_knots` the hinge
-    max(0, num_tokens - knot): with non-negative coefficients the token term is a piecewise-linear curve
-    whose slope only grows -- flat while a step's matmuls are bound by reading the weights, steeper once
-    they are bound by compute."""
+    Features: num_tokens, attention_pairs, kv_read_tokens, num_seqs. With `token_knots` the token term is
+    piecewise linear: "num_tokens" is the slope up to the first knot and each knot's "num_tokens_from_<k>"
+    the slope from that knot to the next. Non-negative slopes keep a step from getting cheaper with more
+    tokens while letting the curve bend either way: steeper once a dense step's matmuls turn compute bound,
+    flatter once a MoE step has touched every expert's weights."""
 
     intercept_s: float = Field(..., ge=0)
     coefficients: dict[str, float]
@@ -93,12 +107,14 @@ class StepFit(StrictModel):
         return self
 
     def token_seconds(self, num_tokens: float) -> float:
-        """The fit's token term: linear plus the hinges."""
+        """The fit's token term: one slope per segment between knots."""
         c = self.coefficients
-        seconds = c["num_tokens"] * num_tokens
-        for knot in self.token_knots:
-            if num_tokens > knot:
-                seconds += c[knot_feature(knot)] * (num_tokens - knot)
+        if not self.token_knots:
+            return c["num_tokens"] * num_tokens
+        parts = token_segments(num_tokens, self.token_knots)
+        seconds = c["num_tokens"] * parts[0]
+        for knot, part in zip(self.token_knots, parts[1:], strict=True):
+            seconds += c[knot_feature(knot)] * part
         return seconds
 
     def predict(

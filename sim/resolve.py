@@ -215,6 +215,19 @@ def _with_dtypes(arch: ModelArchitecture, sc: Scenario) -> ModelArchitecture:
     return arch.model_copy(update=update) if update else arch
 
 
+def _tokenizer(sc: Scenario, api_overhead_s: float) -> tuple[float, str]:
+    """The API server's tokenizer time per prompt token, and where it came from."""
+    given = sc.engine.tokenize_s_per_token
+    if given is not None:
+        return given, f"{given} s per prompt token (scenario)"
+    if api_overhead_s:
+        return 0.0, "0: inside the per-request API overhead the profile measured"
+    entry = catalog.runtime_defaults()["frontend"]["tokenize_s_per_token"]
+    return float(
+        entry["value"]
+    ), f"{entry['value']} s per prompt token ({entry['provenance']}: {entry['source']})"
+
+
 def resolve(sc: Scenario) -> ResolvedScenario:
     arch = _with_dtypes(lookup_model(sc.model), sc)
     hw = lookup_hardware(sc.hardware)
@@ -263,6 +276,7 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         sc.startup, kind.catalog_section, arch.weight_bytes, profile.startup if profile is not None else []
     )
     api_overhead_s = profile.api_overhead_s or 0.0 if profile is not None else 0.0
+    tokenize_s_per_token, prov["engine.tokenize_s_per_token"] = _tokenizer(sc, api_overhead_s)
     fleet = FleetSettings(
         replicas=sc.fleet.replicas,
         tensor_parallel_size=tp,
@@ -277,6 +291,7 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         request_timeout_s=sc.workload.request_timeout_s,
         max_model_len=engine.max_model_len,
         api_overhead_s=api_overhead_s,
+        tokenize_s_per_token=tokenize_s_per_token,
         max_concurrency=sc.workload.max_concurrency,
         usd_per_chip_hour=sc.fleet.usd_per_chip_hour,
     )

@@ -45,10 +45,11 @@ def write_trace(path: Path, rows: list[tuple[float, int, int]]) -> Path:
 def trace_scenario(
     trace: Path, *, step_s: float, engine: dict | None = None, slo: dict | None = None
 ) -> dict:
-    """A scenario replaying `trace` with a constant step time."""
+    """A scenario replaying `trace` with a constant step time, reaching the engine at its arrival times (no
+    front-end tokenizer queue unless `engine` sets one): the hand-computed stories time the engine."""
     data = scenario_dict(
         cost_model={"kind": "constant", "step_s": step_s},
-        engine={"max_model_len": 8192, **(engine or {})},
+        engine={"max_model_len": 8192, "tokenize_s_per_token": 0.0, **(engine or {})},
     )
     data["workload"] = {"lengths": {"kind": "trace", "path": str(trace)}}
     del data["num_requests"]

@@ -275,18 +275,20 @@ def test_outstanding_counter_matches_the_scheduler_whenever_the_router_reads_it(
 
 def test_closed_loop_clients_send_the_next_request_when_one_ends(tmp_path):
     """Two clients, four requests sent at once (rate inf), constant 10 ms steps, 16-token prompts, 3 output
-    tokens: requests 0 and 1 prefill in step 1 and end with step 3 (t = 30 ms); only then are 2 and 3 sent,
-    and they end at 60 ms. Latencies count from when each is sent, as `vllm bench serve` times them."""
+    tokens. The two first sends reach the idle engine one after the other, so step 1 prefills request 0
+    alone and request 1 joins step 2. Request 0 ends with step 3 (t = 30 ms) and only then is request 2
+    sent; it lands while step 4 runs (request 1's last token, which ends it at 40 ms and sends request 3),
+    prefills in step 5 and ends with step 7; request 3 prefills in step 6 and ends with step 8. Latencies
+    count from when each request is sent, as `vllm bench serve` times them."""
     trace = write_trace(tmp_path / "t.csv", [(0.0, 16, 3)] * 4)
     data = trace_scenario(trace, step_s=0.01)
     data["workload"]["max_concurrency"] = 2
-    result = simulate_dict(data)
-    table = result.table.sort_values("req_id")
-    assert table["arrival_s"].tolist() == pytest.approx([0.0, 0.0, 0.03, 0.03])
-    assert table["end_s"].tolist() == pytest.approx([0.03, 0.03, 0.06, 0.06])
-    assert table["ttft_s"].tolist() == pytest.approx([0.01] * 4)
-    assert table["e2e_s"].tolist() == pytest.approx([0.03] * 4)
-    # without the cap all four share every step
+    table = simulate_dict(data).table.sort_values("req_id")
+    assert table["arrival_s"].tolist() == pytest.approx([0.0, 0.0, 0.03, 0.04])
+    assert table["first_token_s"].tolist() == pytest.approx([0.01, 0.02, 0.05, 0.06])
+    assert table["end_s"].tolist() == pytest.approx([0.03, 0.04, 0.07, 0.08])
+    assert table["ttft_s"].tolist() == pytest.approx([0.01, 0.02, 0.02, 0.02])
+    # without the cap the trace's simultaneous arrivals share every step
     del data["workload"]["max_concurrency"]
     assert simulate_dict(data).table["end_s"].max() == pytest.approx(0.03)
 
@@ -306,3 +308,13 @@ def test_never_more_in_flight_than_clients(tmp_path, clients, lengths):
     events = sorted([(t, 1) for t in table["arrival_s"]] + [(t, -1) for t in table["end_s"]])
     in_flight = np.cumsum([delta for _, delta in events])  # ends sort before sends at the same time
     assert in_flight.max() <= clients
+
+
+def test_the_servers_one_tokenizer_queues_requests(tmp_path):
+    """Three 1000-token prompts sent at t = 0 to a server that tokenizes 1 ms per token on one thread reach
+    the engine at 1, 2 and 3 s; each prefills alone in a 10 ms step, so TTFTs are 1.01, 2.01 and 3.01 s."""
+    trace = write_trace(tmp_path / "t.csv", [(0.0, 1000, 1)] * 3)
+    data = trace_scenario(trace, step_s=0.01, engine={"tokenize_s_per_token": 1e-3})
+    table = simulate_dict(data).table.sort_values("req_id")
+    assert table["arrival_s"].tolist() == pytest.approx([0.0, 0.0, 0.0])
+    assert table["ttft_s"].tolist() == pytest.approx([1.01, 2.01, 3.01])

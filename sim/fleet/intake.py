@@ -94,7 +94,8 @@ class RequestIntake:
 
     # ---- arrival ------------------------------------------------------------------------------------------
     def _release(self):
-        """Release requests at their arrival times (plus the API overhead). With the clients' concurrency cap
+        """Release requests at their arrival times, after the server's tokenizer (one thread: requests queue for
+        it, each taking its prompt's tokens x tokenize_s_per_token) and the API overhead. With the clients' cap
         (`vllm bench serve --max-concurrency`), a request that arrives while the cap is reached waits for a
         request to end and is sent then: its latencies count from that moment, as the harness's do (its
         timer starts inside the semaphore)."""
@@ -105,6 +106,9 @@ class RequestIntake:
         max_len = self.settings.max_model_len
         delay = self.settings.api_overhead_s
         cap = self.settings.max_concurrency
+        released_at = -math.inf
+        per_token = self.settings.tokenize_s_per_token
+        tokenizer_free = -math.inf  # when the tokenizer thread is next idle
         for i, t in enumerate(arrival):
             sent = t
             if cap is not None:
@@ -116,8 +120,19 @@ class RequestIntake:
                     self._slot_freed = env.event()
                     yield self._slot_freed
                 sent = max(t, env.now)  # later than its arrival if it waited for a client
-            if sent + delay > env.now:
-                wait = sent + delay - env.now
+                if released_at == env.now:
+                    # Clients sending at one instant reach the engine one after another (the server's front
+                    # end takes them in turn): an idle engine starts its step with the first, not all.
+                    self.next_dispatch_s = env.now
+                    yield env.timeout(0)
+                released_at = env.now
+            reach = sent + delay
+            if per_token:  # the server's one tokenizer thread, first come first served
+                tokenized = max(sent, tokenizer_free) + prompt[i] * per_token
+                tokenizer_free = tokenized
+                reach = tokenized + delay
+            if reach > env.now:
+                wait = reach - env.now
                 self.next_dispatch_s = env.now + wait  # the float SimPy will give the event
                 yield env.timeout(wait)
             # vLLM caps the output at max_model_len - prompt and rejects prompts that leave no room (HTTP 400).

@@ -25,6 +25,7 @@ class FleetSettings:
     request_timeout_s: float  # the client gives up after this long (the harness's 600 s)
     max_model_len: int  # prompts at or above it are refused (HTTP 400); outputs are capped to fit
     api_overhead_s: float  # per-request server work outside engine steps (HTTP, tokenisation)
+    tokenize_s_per_token: float  # the API server's one tokenizer thread: time per prompt token, FIFO
     max_concurrency: int | None  # clients' cap on requests in flight (None: open loop)
     usd_per_chip_hour: float | None  # price of one chip-hour, for cost per good request
 

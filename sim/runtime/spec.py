@@ -100,6 +100,14 @@ class EngineSpec(StrictModel):
         True, description="Recorded; hits need shared prefixes, which the built-in workloads do not have."
     )
     num_gpu_blocks_override: int | None = Field(None, ge=1, description="Force the KV capacity in blocks.")
+    tokenize_s_per_token: float | None = Field(
+        None,
+        ge=0,
+        description="The API server's tokenizer time per prompt token. vLLM's OpenAI server tokenizes on one "
+        "thread, so requests queue for it one at a time before reaching the engine. Default: the published "
+        "estimate (docs/references.md#vllm-frontend-tokenization); 0 when a profile measured the server's "
+        "per-request overhead, or for in-process engines.",
+    )
     activation_reserve_gib: float | None = Field(
         None, ge=0, description="Memory kept for activations; default is an estimate (sim/replica/memory.py)."
     )

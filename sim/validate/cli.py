@@ -16,6 +16,7 @@ from rich.console import Console
 
 from sim.cli_support import fail
 from sim.errors import InputError
+from sim.validate.compare import Tolerances
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -204,6 +205,66 @@ def run(
     console.print(f"results: {', '.join(str(p) for p in paths)}")
     if strict and not verdict["passed"]:
         sys.exit(1)
+
+
+def _replay_item(item):
+    from sim.validate.replay import replay_one
+
+    run, folder, overrides, tol = item
+    return replay_one(run, folder, overrides, tol)
+
+
+@main.command()
+@click.argument("record", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field of every replay."
+)
+@click.option("--only", default=None, help="Replay only the runs whose name or group contains this text.")
+@click.option("--p50-tolerance", type=float, default=0.10, show_default=True)
+@click.option("--p99-tolerance", type=float, default=0.20, show_default=True)
+@click.option("--goodput-tolerance", type=float, default=0.10, show_default=True)
+@click.option("--jobs", type=int, default=None, help="Worker processes (default: one per CPU).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def replay(record, out_dir, overrides, only, p50_tolerance, p99_tolerance, goodput_tolerance, jobs, quiet):
+    """Replay RECORD's measured vLLM runs through the simulator; report predicted vs measured.
+
+    RECORD: an LLMServingSim 2.0 bundle folder (meta.json + requests.jsonl), a folder of them, or
+    'silicon-sample' (the vLLM rows of the installed aiconfigurator-core's silicon_sample.csv, replayed as
+    closed loops). Each run's scenario is written under --out so `simulate` reproduces it.
+    """
+    from sim.cli_support import counting, executor_for
+    from sim.validate.recorded import read_records
+    from sim.validate.replay import mape, write_outcome
+    from sim.validate.report import write_replay_summary
+
+    tol = Tolerances(p50_tolerance, p99_tolerance, goodput_tolerance)
+    try:
+        runs = read_records(record)
+    except InputError as err:
+        fail(str(err))
+    if only:
+        runs = [r for r in runs if only in r.name or only in r.group]
+        if not runs:
+            fail(f"--only: no run of {record} matches '{only}'")
+    out = out_dir or Path("results") / f"replay-{Path(str(record)).name}"
+    items = [(run, out / run.name, tuple(overrides), tol) for run in runs]
+    with executor_for("local", jobs, None) as executor:
+        outcomes = counting(
+            "replaying",
+            "runs",
+            str(record),
+            quiet,
+            lambda progress: executor.map(
+                _replay_item, items, labels=[r.name for r in runs], progress=progress
+            ),
+        )
+    for outcome in outcomes:
+        write_outcome(outcome, out / outcome.run.name)
+    paths = write_replay_summary(out, outcomes, mape(outcomes), mape(outcomes, by_group=True))
+    console = Console()
+    console.print((out / "replay.md").read_text(), markup=False)
+    console.print(f"results: {', '.join(str(p) for p in paths)}")
 
 
 @main.command()

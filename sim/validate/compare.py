@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
 METRICS = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E"))
@@ -25,37 +26,35 @@ def _rel(pred: float, meas: float) -> float:
     return (pred - meas) / meas if meas else (0.0 if pred == meas else float("inf"))
 
 
-def compare(predicted: dict, measured: dict, tol: Tolerances) -> tuple[pd.DataFrame, dict]:
+def compare(
+    predicted: dict, measured: dict, tol: Tolerances, reference: dict | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """One row per metric the measurement has (a record without per-token times has no ITL, a silicon row
+    only means). reference: another simulator's predictions of the same keys, shown beside ours."""
     rows = []
-    for key, label in METRICS:
-        for stat in STATS:
-            p, m = predicted[f"{key}_{stat}"], measured[f"{key}_{stat}"]
-            limit = {"median": tol.p50, "p99": tol.p99}.get(stat)
-            err = _rel(p, m)
-            rows.append(
-                {
-                    "metric": f"{label} {stat} (ms)",
-                    "predicted": p,
-                    "measured": m,
-                    "rel_error": err,
-                    "tolerance": limit,
-                    "within": None if limit is None else abs(err) <= limit,
-                }
-            )
-    p, m = predicted["goodput_rps"], measured["goodput_rps"]
-    err = _rel(p, m)
-    rows.append(
-        {
-            "metric": "goodput (req/s)",
+    keys = [(f"{key}_{stat}", f"{label} {stat} (ms)", stat) for key, label in METRICS for stat in STATS]
+    keys.append(("goodput_rps", "goodput (req/s)", "goodput"))
+    for key, label, stat in keys:
+        m = measured.get(key)
+        if m is None or not np.isfinite(m):
+            continue
+        p = predicted[key]
+        limit = {"median": tol.p50, "p99": tol.p99, "goodput": tol.goodput}.get(stat)
+        err = _rel(p, m)
+        row = {
+            "metric": label,
             "predicted": p,
             "measured": m,
             "rel_error": err,
-            "tolerance": tol.goodput,
-            "within": abs(err) <= tol.goodput,
+            "tolerance": limit,
+            "within": None if limit is None else abs(err) <= limit,
         }
-    )
+        if reference is not None:
+            ref = reference.get(key)
+            row["reference_rel_error"] = _rel(ref, m) if ref is not None else None
+        rows.append(row)
     table = pd.DataFrame(rows)
-    checked = table[table["tolerance"].notna()]
-    failed = checked.loc[~checked["within"].astype(bool), "metric"].tolist()
+    checked = table[table["tolerance"].notna()] if len(table) else table
+    failed = checked.loc[~checked["within"].astype(bool), "metric"].tolist() if len(checked) else []
     verdict = {"passed": not failed, "failed": failed, "tolerances": asdict(tol), "checked": len(checked)}
     return table, verdict

@@ -82,3 +82,74 @@ def write_validation(
         for n in ("validation.json", "validation.md", "predicted_summary.json", "measured_summary.json")
     ]
     return paths
+
+
+_LABELS = {"ttft_ms_mean": "mean TTFT", "tpot_ms_mean": "mean TPOT", "e2e_ms_mean": "mean E2E"}
+PER_RUN_ROWS_SHOWN = 12  # longer sets list every run in replay.csv only
+
+
+def _pct(value) -> str:
+    return f"{value:+.1%}" if value is not None and np.isfinite(value) else "-"
+
+
+def _mape_lines(table: pd.DataFrame, first: str) -> list[str]:
+    errors = [c for c in table.columns if c.endswith("_error")]
+    heads = []
+    for c in errors:
+        key = c.removesuffix("_reference_error").removesuffix("_error")
+        heads.append(_LABELS[key] + (" (reference)" if c.endswith("_reference_error") else ""))
+    lines = [f"| {first} | runs | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(errors)]
+    for row in table.to_dict("records"):
+        name = row.get("group", "all runs")
+        cells = [f"{row[c]:.1%}" if np.isfinite(row[c]) else "-" for c in errors]
+        lines.append(f"| {name} | {int(row['runs'])} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_replay_summary(
+    out_dir: Path, outcomes: list, overall: pd.DataFrame, groups: pd.DataFrame
+) -> list[Path]:
+    """replay.md (per-run errors when few, MAPE overall and per group) and replay.csv (every run)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = pd.DataFrame([o.headline() for o in outcomes])
+    csv = out_dir / "replay.csv"
+    rows.to_csv(csv, index=False, float_format="%.6g")
+    lines = ["# Replay: predicted vs measured", ""]
+    sources = sorted({o.step_times for o in outcomes if o.error is None})
+    lines.append(f"{len(outcomes)} runs; step times from {', '.join(sources) or '-'}.")
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        lines.append(
+            f"{len(failed)} not simulated: " + "; ".join(f"{o.run.name}: {o.error}" for o in failed[:5])
+        )
+    lines.append("")
+    reference = next((o.run.reference_name for o in outcomes if o.run.reference_name), None)
+    if len(outcomes) <= PER_RUN_ROWS_SHOWN:
+        head = "| run | steps | mean TTFT meas / pred | mean TPOT meas / pred | mean E2E meas / pred |"
+        lines += [head + (f" {reference} TTFT / TPOT / E2E |" if reference else ""), "|---|---|---|---|---|"]
+        lines[-1] += "---|" if reference else ""
+        for o in outcomes:
+            h = o.headline()
+            cells = []
+            for key in ("ttft_ms_mean", "tpot_ms_mean", "e2e_ms_mean"):
+                if f"{key}_measured" in h and f"{key}_predicted" in h:
+                    cells.append(
+                        f"{h[f'{key}_measured']:.1f} / {h[f'{key}_predicted']:.1f} ({_pct(h[f'{key}_error'])})"
+                    )
+                else:
+                    cells.append("-")
+            line = f"| {o.run.name} | {o.step_times} | " + " | ".join(cells) + " |"
+            if reference:
+                line += " " + " / ".join(_pct(h.get(f"{k}_reference_error")) for k in HEADLINE_KEYS) + " |"
+            lines.append(line)
+        lines.append("")
+    if not overall.empty:
+        lines += ["Mean absolute percentage error:", ""] + _mape_lines(overall, "set") + [""]
+        if len(groups) > 1:
+            lines += _mape_lines(groups, "group") + [""]
+    md = out_dir / "replay.md"
+    md.write_text("\n".join(lines) + "\n")
+    return [md, csv]
+
+
+HEADLINE_KEYS = ("ttft_ms_mean", "tpot_ms_mean", "e2e_ms_mean")
