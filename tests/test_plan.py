@@ -174,10 +174,19 @@ def test_plan_command_errors_are_one_line_exit_2(tmp_path):
     scenario.write_text(yaml.safe_dump(BASE))
     result = runner.invoke(main, [str(scenario), "--target-rate", "0"])
     assert result.exit_code == 2 and "--target-rate" in result.output
-    result = runner.invoke(
-        main, [str(scenario), "--target-rate", "5", "--pricing", "committed", "--jobs", "1"]
-    )
-    assert result.exit_code == 2 and "no committed price for hardware 'h100'" in result.output
+
+
+def test_a_candidate_without_a_price_is_ranked_without_cost_and_said_so():
+    """l4 has a committed price, h100 none: plan still answers, h100 last among the feasible, no $ figures."""
+    result = run_plan(BASE, Path("."), target_rps=25, attainment=0.9, prices=PRICES, pricing="committed")
+    rows = {r["candidate"]: r for r in result.table.to_dict("records")}
+    unpriced = rows["option=fast_dear"]
+    assert math.isnan(unpriced["usd_per_hour"]) and unpriced["price_source"].startswith("no price")
+    assert rows["option=slow_cheap"]["usd_per_hour"] == pytest.approx(5 * 5.0)
+    assert list(result.table["candidate"]) == ["option=slow_cheap", "option=fast_dear"]
+    assert result.cheapest == "option=slow_cheap" and result.pareto == ["option=slow_cheap"]
+    assert len(result.warnings) == 1 and "no committed price for hardware 'h100'" in result.warnings[0]
+    assert "usd_per_chip_hour" not in result.scenarios["option=fast_dear"]["fleet"]
 
 
 def test_shipped_price_table_cites_every_price():

@@ -150,7 +150,8 @@ def evaluate_candidate(job: CandidateJob) -> dict:
             "mean_replicas": result.fleet_log["replica_seconds"] / duration if duration else replicas,
             "ttft_p99_ms": result.summary["ttft_ms_p99"],
             "tpot_p99_ms": result.summary["tpot_ms_p99"],
-            "step_costs": result.cost_model_name,  # measured profile or datasheet roofline
+            "step_times": result.resolved.step_times,  # kernel tables, measured, datasheet roofline, ...
+            "step_costs": result.cost_model_name,
         }
         return good >= job.attainment
 
@@ -178,6 +179,7 @@ class PlanResult:
     pareto: list[str]
     scenarios: dict[str, dict]  # candidate -> its ready-to-run scenario (feasible candidates)
     risk_note: str
+    warnings: list[str]  # e.g. candidates ranked without a cost because the price table has no price
 
     def methods(self) -> dict[str, str]:
         """How each number of the plan was obtained, in words (plan.md, plan.json, report.html)."""
@@ -208,7 +210,8 @@ def ready_scenario(job: CandidateJob, row: dict, price: float, monte_carlo: dict
     with the user's own monte_carlo block and file paths made absolute (it is written elsewhere)."""
     data = fleet_raw(job.raw, job.target_rps, int(row["replicas"]))
     data["name"] = re.sub(r"[^A-Za-z0-9_.\-]", "-", f"{data['name']}__{job.label}")  # a valid scenario name
-    data.setdefault("fleet", {})["usd_per_chip_hour"] = price
+    if math.isfinite(price):
+        data.setdefault("fleet", {})["usd_per_chip_hour"] = price
     if job.raw.get("faults"):
         data["faults"] = copy.deepcopy(job.raw["faults"])
     data.pop("monte_carlo", None)
@@ -275,7 +278,13 @@ def run_plan(
         risk_note = _run_risk(table, finalists, by_label, target_rps, spec, confidence, executor, progress)
     table = _ranked(table)
     eligible = table[table["feasible"] & table["within_budget"]]
-    cheapest = eligible["candidate"].iloc[0] if len(eligible) else None
+    priced = eligible[eligible["usd_per_hour"].notna()] if len(eligible) else eligible
+    cheapest = priced["candidate"].iloc[0] if len(priced) else None
+    warnings = [
+        f"{row['candidate']} ({row['hardware']}) is ranked without a cost: {row['price_source']}"
+        for row in table.to_dict("records")
+        if str(row.get("price_source", "")).startswith("no price")
+    ]
     robust = None
     if "failover_risk" in eligible and eligible["failover_risk"].notna().any():
         robust = eligible.sort_values(["failover_risk", "usd_per_hour"])["candidate"].iloc[0]
@@ -294,9 +303,10 @@ def run_plan(
         table,
         cheapest,
         robust,
-        pareto_front(eligible),
+        pareto_front(priced),
         scenarios,
         risk_note,
+        warnings,
     )
 
 
@@ -311,7 +321,20 @@ def _price_row(row: dict, prices: PriceTable, pricing: str, budget: float | None
     row["within_budget"] = False
     if not row.get("feasible"):
         return
-    usd, source = prices.price(row["hardware"], pricing)
+    try:
+        usd, source = prices.price(row["hardware"], pricing)
+    except InputError as err:  # ranked without a cost, after the priced candidates, and said so
+        row |= {
+            "chips": row["mean_replicas"] * row["tp"],
+            "usd_per_chip_hour": math.nan,
+            "price_source": f"no price: {err.message}",
+            "usd_per_hour": math.nan,
+            "fleet_capacity_rps": row["replicas"] * row["replica_capacity_rps"],
+            "good_requests_per_usd": math.nan,
+            "usd_per_1m_good_requests": math.nan,
+            "within_budget": budget is None,
+        }
+        return
     chips = row["mean_replicas"] * row["tp"]
     per_hour = chips * usd
     good_per_hour = row["goodput_rps"] * 3600.0

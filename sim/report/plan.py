@@ -58,6 +58,7 @@ def plan_document(result: PlanResult) -> dict:
             "cheapest": result.cheapest,
             "most_robust": result.robust,
             "pareto_front": result.pareto,
+            "warnings": result.warnings,
             "methods": result.methods(),
             "candidates": result.table.to_dict("records"),
         }
@@ -113,6 +114,7 @@ def write_plan(result: PlanResult, out_dir: Path, *, plot: bool, report: bool) -
         + markdown_table(shown)
         + f"\nCheapest: {result.cheapest or 'none'}. Most robust: {result.robust or 'not assessed'}. "
         f"Pareto front: {', '.join(result.pareto) or 'empty'}.\n\n"
+        + "".join(f"Warning: {w}\n\n" for w in result.warnings)
         + "".join(f"- {k}: {v}\n" for k, v in result.methods().items())
     )
     written += [csv, md]
@@ -140,6 +142,14 @@ def write_plan(result: PlanResult, out_dir: Path, *, plot: bool, report: bool) -
     return written
 
 
+def _note(row: dict) -> str:
+    if not row.get("feasible"):
+        return row.get("reason") or ""
+    if row["usd_per_hour"] != row["usd_per_hour"]:
+        return "no price"
+    return "over budget" if not row["within_budget"] else ""
+
+
 def print_plan(result: PlanResult, console: Console, written: list | None = None) -> None:
     table = Table(
         title=f"{result.name}: {result.target_rps:g} req/s at {result.attainment:.0%} SLO attainment",
@@ -155,14 +165,25 @@ def print_plan(result: PlanResult, console: Console, written: list | None = None
         table.add_row(
             row["candidate"],
             str(int(row["replicas"])) if feasible else "-",
-            f"{row['usd_per_hour']:,.2f}" if feasible else "-",
-            f"{row['usd_per_1m_good_requests']:,.0f}" if feasible else "-",
+            f"{row['usd_per_hour']:,.2f}" if feasible and row["usd_per_hour"] == row["usd_per_hour"] else "-",
+            f"{row['usd_per_1m_good_requests']:,.0f}"
+            if feasible and row["usd_per_1m_good_requests"] == row["usd_per_1m_good_requests"]
+            else "-",
             "-"
             if risk is None or risk != risk
             else f"{risk:.0%} [{row['risk_low']:.0%}, {row['risk_high']:.0%}]",
-            ("over budget" if feasible and not row["within_budget"] else row.get("reason") or ""),
+            _note(row),
         )
     console.print(table)
+    steps = result.table.dropna(subset=["step_times"]) if "step_times" in result.table else result.table
+    if "step_times" in steps and len(steps):
+        by_source = steps.groupby("step_times", sort=False)["candidate"].apply(list)
+        console.print(
+            "step times: "
+            + "; ".join(f"{source} ({len(names)} candidates)" for source, names in by_source.items())
+        )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"cheapest: [bold]{result.cheapest or 'none'}[/bold]; most robust: {result.robust or '-'}")
     if written:
         console.print(f"results: {', '.join(str(p) for p in written)}")
