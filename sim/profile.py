@@ -11,7 +11,8 @@ scenario.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -108,13 +109,25 @@ class StepFit(StrictModel):
 
     def token_seconds(self, num_tokens: float) -> float:
         """The fit's token term: one slope per segment between knots."""
+        return self.token_curve()(num_tokens)
+
+    def token_curve(self) -> Callable[[float], float]:
+        """token_seconds as a function with the segments' sums precomputed (step pricing calls it per step)."""
         c = self.coefficients
-        if not self.token_knots:
-            return c["num_tokens"] * num_tokens
-        parts = token_segments(num_tokens, self.token_knots)
-        seconds = c["num_tokens"] * parts[0]
-        for knot, part in zip(self.token_knots, parts[1:], strict=True):
-            seconds += c[knot_feature(knot)] * part
+        knots = [float(k) for k in self.token_knots]
+        slopes = [c["num_tokens"], *(c[knot_feature(k)] for k in self.token_knots)]
+        if not knots:
+            slope = slopes[0]
+            return lambda num_tokens: slope * num_tokens
+        lows = [0.0, *knots]
+        sums = [0.0]  # the curve's value at the start of each segment
+        for j, knot in enumerate(knots):
+            sums.append(sums[-1] + slopes[j] * (knot - lows[j]))
+
+        def seconds(num_tokens: float) -> float:
+            j = bisect_right(knots, num_tokens)
+            return sums[j] + slopes[j] * (num_tokens - lows[j])
+
         return seconds
 
     def predict(

@@ -37,7 +37,7 @@ class ProfiledStepTime(DeviceTimeModel):
         self.provenance = provenance
         c = self.fit.coefficients
         self._intercept = self.fit.intercept_s
-        self._token_seconds = self.fit.token_seconds  # linear, plus the hinges of a piecewise fit
+        self._token_seconds = self.fit.token_curve()  # piecewise linear between the fit's token knots
         self._per_pair = c["attention_pairs"]
         self._per_kv, self._per_seq = c["kv_read_tokens"], c["num_seqs"]
         self._max_tokens, self._max_kv, self._max_seqs = (
