@@ -16,6 +16,7 @@ from rich.table import Table
 from calibrate.methods import METHODS, Context, default_methods
 from sim import __version__, catalog
 from sim.cli_support import fail
+from sim.cost.factory import STEP_ORIGINS
 from sim.errors import InputError
 
 
@@ -24,7 +25,11 @@ from sim.errors import InputError
     "--host", required=True, help="What this host is: 'cpu' or a hardware catalog name (h100, tpu-v6e, ...)."
 )
 @click.option(
-    "--model", "model_name", required=True, help="Model catalog name (e.g. llama-3.1-8b, tiny-llama)."
+    "--model",
+    "model_name",
+    default=None,
+    help="Model catalog name (e.g. llama-3.1-8b, tiny-llama). Without it, calibrate names what the shipped "
+    "scenarios on --host need.",
 )
 @click.option(
     "--method",
@@ -85,6 +90,8 @@ def main(
     host, model_name, methods, out, force, quick, resume, point_timeout, max_num_batched_tokens, **options
 ):
     """Measure HOST for MODEL and write a servesim profile."""
+    if model_name is None:
+        fail(needed_models_message(host))
     try:
         profile, path = run(
             host,
@@ -101,6 +108,42 @@ def main(
     except InputError as err:
         fail(str(err))
     print_profile(profile, path, Console())
+
+
+def needed_models_message(host: str) -> str:
+    """--model is missing: say which (model, TP) the shipped scenarios run on this host, as commands."""
+    import yaml
+
+    base = Path(__file__).resolve().parent.parent / "scenarios"
+    needed: set[tuple[str, int]] = set()
+
+    def walk(node, model, tp):
+        if isinstance(node, dict):
+            model = node.get("model", model) if isinstance(node.get("model", model), str) else model
+            fleet = node.get("fleet")
+            if isinstance(fleet, dict) and isinstance(fleet.get("tensor_parallel_size"), int):
+                tp = fleet["tensor_parallel_size"]
+            tp = node.get("fleet.tensor_parallel_size", tp)  # a sweep series' dotted override
+            if node.get("hardware") == host and model:
+                needed.add((model, tp))
+            for value in node.values():
+                walk(value, model, tp)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, model, tp)
+
+    for path in sorted(base.rglob("*.yaml")) if base.is_dir() else []:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            continue
+        walk(data, None, 1)
+    if not needed:
+        return f"--model: required (no shipped scenario runs on {host}); e.g. --model llama-3.1-8b"
+    commands = "; ".join(
+        f"calibrate --host {host} --model {m}" + (f" --tp {tp}" if tp > 1 else "") for m, tp in sorted(needed)
+    )
+    return f"--model: required. The shipped scenarios on {host} need: {commands}"
 
 
 def default_profile_path(host: str, model_name: str, tp: int, weight_dtype: str, kv_cache_dtype: str) -> Path:
@@ -207,7 +250,8 @@ def print_profile(profile, path: Path, console: Console) -> None:
         fit, q = profile.steps.fit, profile.steps.fit.quality
         layers = profile.steps.layer_scaling_r2
         console.print(
-            f"steps: {len(profile.steps.samples)} measured by {profile.steps.provenance.tool} "
+            f"steps: {len(profile.steps.samples)} {STEP_ORIGINS.get(profile.steps.provenance.method, 'from')} "
+            f"({profile.steps.provenance.tool}) "
             f"({profile.steps.provenance.device_kind}); fit on {q.num_train}, checked on {q.num_test} held out: "
             f"R^2 {q.r2:.4f}, p95 |error| {q.p95_rel_residual:.1%}, max {q.max_rel_residual:.1%}"
             + ("" if layers is None else f"; time linear in layers: worst R^2 {layers:.4f}")
@@ -225,8 +269,10 @@ def print_profile(profile, path: Path, console: Console) -> None:
         )
     if profile.compile:
         c = profile.compile
-        table = Table(title=f"compile per token bucket: {c.target} ({c.provenance.method})")
-        for col in ("bucket", "cold s", "warm s", "step ms"):
+        table = Table(
+            title=f"compile per token bucket: {c.target} TP{c.tensor_parallel_size} ({c.provenance.method})"
+        )
+        for col in ("bucket", "cold s", "warm s", "step ms", "peak HBM GiB"):
             table.add_column(col, justify="right")
         for s in c.samples:
             table.add_row(
@@ -234,8 +280,17 @@ def print_profile(profile, path: Path, console: Console) -> None:
                 f"{s.cold_s:.2f}",
                 "-" if s.warm_s is None else f"{s.warm_s:.3f}",
                 "-" if s.estimated_step_s is None else f"{s.estimated_step_s * 1e3:.2f}",
+                "-" if s.peak_hbm_bytes is None else f"{s.peak_hbm_bytes / 2**30:.1f}",
             )
         console.print(table)
+        if c.fits_hbm is False:
+            console.print(f"[red]does not fit:[/red] {c.fit_reason}")
+        if c.compile_host is not None:
+            h = c.compile_host
+            console.print(
+                f"compile times are this host's ({h.cpu}, {h.logical_cpus} CPUs; reference compile "
+                f"{h.reference_compile_s:.2f} s): scale by a TPU VM host's reference time over this one"
+            )
     if profile.kernels:
         k = profile.kernels
         table = Table(

@@ -121,22 +121,16 @@ class TorchMethod(Method):
         sections.setdefault("steps", steps)
 
 
-class CompileMethod(Method):
-    """Per-bucket XLA compile times: on this JAX backend (jax), or AOT for a described TPU (tpu-aot)."""
-
-    def __init__(self, name: str, summary: str, target_is_host: bool):
-        self.name, self.summary, self.target_is_host = name, summary, target_is_host
-
-    def check(self, host, hw, options):
-        if self.target_is_host and hw.kind != "tpu":
-            raise InputError(f"tpu-aot compiles for TPUs; --host {host} is a {hw.kind}", "--method")
+class JaxCompileMethod(Method):
+    name = "jax"
+    summary = "per-bucket compile times (cold, warm persistent cache) and step times on this JAX backend"
 
     def measure(self, ctx, sections):
         from calibrate.xla_compile import buckets_for, measure_compile
 
         sections["compile"] = measure_compile(
             ctx.arch,
-            target=ctx.host if self.target_is_host else "jax",
+            target="jax",
             hw=ctx.hw,
             buckets=buckets_for(ctx.budget, ctx.quick),
             quick=ctx.quick,
@@ -144,6 +138,42 @@ class CompileMethod(Method):
             point_timeout=ctx.point_timeout,
             on_point=ctx.on_point,
         )
+
+
+class TpuAotMethod(Method):
+    name = "tpu-aot"
+    summary = (
+        "vLLM's TPU serving step compiled by libtpu for --host tpu-* on a host without TPUs: the compiler's "
+        "step estimates, compile times, peak HBM"
+    )
+
+    def check(self, host, hw, options):
+        if hw.kind != "tpu":
+            raise InputError(f"tpu-aot compiles for TPUs; --host {host} is a {hw.kind}", "--method")
+
+    def measure(self, ctx, sections):
+        from calibrate.tpu_aot import measure_tpu_aot
+        from sim.hardware_kinds import HARDWARE_KINDS
+
+        batch = HARDWARE_KINDS[ctx.hw.kind].batch_defaults(ctx.hw)
+        steps, compile_section = measure_tpu_aot(
+            ctx.arch,
+            ctx.hw,
+            host=ctx.host,
+            tp=ctx.options["tp"],
+            weight_dtype=ctx.options["weight_dtype"],
+            kv_cache_dtype=ctx.options["kv_cache_dtype"],
+            budget=ctx.budget,
+            max_num_seqs=batch.max_num_seqs,
+            max_model_len=ctx.max_model_len,
+            quick=ctx.quick,
+            store=ctx.store,
+            point_timeout=ctx.point_timeout,
+            on_point=ctx.on_point,
+        )
+        if steps is not None:
+            sections["steps"] = steps
+        sections["compile"] = compile_section
 
 
 class KernelsMethod(Method):
@@ -224,12 +254,8 @@ METHODS: dict[str, Method] = {
     for m in (
         VllmMethod(),
         TorchMethod(),
-        CompileMethod(
-            "jax", "per-bucket compile times (cold, warm persistent cache) on this JAX backend", False
-        ),
-        CompileMethod(
-            "tpu-aot", "real XLA:TPU compiles for --host tpu-* on a host without TPUs (libtpu)", True
-        ),
+        JaxCompileMethod(),
+        TpuAotMethod(),
         CollectivesMethod(),
         EndpointMethod(),
         KernelsMethod(),

@@ -180,6 +180,26 @@ class CompileSample(StrictModel):
     estimated_step_s: float | None = Field(None, gt=0, description="step time estimate for this shape.")
     flops: float | None = Field(None, ge=0, description="XLA cost analysis, whole model.")
     bytes_accessed: float | None = Field(None, ge=0)
+    request_bucket: int | None = Field(None, ge=1, description="Request bucket the step was compiled for.")
+    optimal_seconds: float | None = Field(
+        None, ge=0, description="The compiler's own estimate of the step (cost_analysis 'optimal_seconds')."
+    )
+    unpriced_ops: int = Field(0, ge=0, description="Ops the compiler reported as unknown (-1 s), left out.")
+    collective_bytes: int | None = Field(None, ge=0, description="Bytes the step's collectives return.")
+    peak_hbm_bytes: int | None = Field(None, ge=0, description="Arguments + outputs + temporaries per chip.")
+
+
+class CompileHost(StrictModel):
+    """The machine that compiled: compile wall times are its, not a TPU VM's."""
+
+    cpu: str
+    logical_cpus: int = Field(..., ge=1)
+    reference_compile_s: float = Field(
+        ...,
+        gt=0,
+        description="Wall time of a fixed reference compile (calibrate/tpu_aot.py: REFERENCE): compile times "
+        "scale to another host by the ratio of its reference time to this one.",
+    )
 
 
 class CompileSection(StrictModel):
@@ -187,6 +207,11 @@ class CompileSection(StrictModel):
     target: str = Field(..., description="What was compiled for: 'cpu', 'tpu v6e (AOT)', ...")
     layers_measured: list[int] = Field(default_factory=list)
     layer_scaling_r2: float | None = None
+    tensor_parallel_size: int = Field(1, ge=1, description="Chips the step was sharded over.")
+    topology: str | None = Field(None, description="The described TPU topology compiled for (AOT).")
+    compile_host: CompileHost | None = None
+    fits_hbm: bool | None = Field(None, description="Whether the model's step fits the chips' HBM.")
+    fit_reason: str = Field("", description="Why not, in the compiler's or the memory plan's words.")
     samples: list[CompileSample]
 
 

@@ -48,7 +48,7 @@ def work_list(cu_q_lens, num_seqs, block_q: int, max_work: int):
     blocks = jnp.where(in_use, (q_lens + block_q - 1) // block_q, 0)
     ends = jnp.cumsum(blocks)
     w = jnp.arange(max_work)
-    seq = jnp.clip(jnp.searchsorted(ends, w, side="right"), 0, max_seqs - 1)
+    seq = jnp.clip(jnp.searchsorted(ends, w, side="right", method="compare_all"), 0, max_seqs - 1)
     qblock = w - (ends[seq] - blocks[seq])
     valid = w < ends[-1]
     return seq.astype(jnp.int32), jnp.where(valid, qblock, 0).astype(jnp.int32), valid.astype(jnp.int32)
@@ -184,7 +184,15 @@ def _kernel(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("sm_scale", "sliding_window", "soft_cap", "block_sizes", "interpret", "fused_update"),
+    static_argnames=(
+        "sm_scale",
+        "sliding_window",
+        "soft_cap",
+        "block_sizes",
+        "interpret",
+        "fused_update",
+        "cost_estimate",
+    ),
 )
 def ragged_paged_attention_kernel(
     q,
@@ -204,6 +212,7 @@ def ragged_paged_attention_kernel(
     soft_cap: float | None = None,
     interpret: bool = False,
     fused_update: bool = False,
+    cost_estimate: pl.CostEstimate | None = None,
 ):
     """Attention output [num_tokens, num_q_heads, head_dim]; with fused_update also the updated caches:
     (out, k_pages, v_pages). k_new/v_new: [num_tokens, num_kv_heads, head_dim]; slot_mapping: i32[num_tokens]."""
@@ -292,6 +301,7 @@ def ragged_paged_attention_kernel(
         compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary", "arbitrary")),
         interpret=pltpu.InterpretParams() if interpret else False,
         name="servesim_ragged_paged_attention",
+        cost_estimate=cost_estimate,
     )(
         kv_lens.astype(jnp.int32),
         pages,
@@ -309,7 +319,9 @@ def ragged_paged_attention_kernel(
     out = outputs[0]
     # Gather each token's rows back from its work item.
     tokens = jnp.arange(t)
-    seq = jnp.clip(jnp.searchsorted(cu_q_lens, tokens, side="right") - 1, 0, shape.max_num_seqs - 1)
+    seq = jnp.clip(
+        jnp.searchsorted(cu_q_lens, tokens, side="right", method="compare_all") - 1, 0, shape.max_num_seqs - 1
+    )
     q_lens = cu_q_lens[1:] - cu_q_lens[:-1]
     blocks = jnp.where(jnp.arange(shape.max_num_seqs) < num_seqs[0], (q_lens + bq - 1) // bq, 0)
     first_work = jnp.cumsum(blocks) - blocks

@@ -143,7 +143,9 @@ class RooflineKind(CostModelKind):
             # no profile, or a compile-only one (e.g. TPU AOT): the runtime takes its compile times
             return CostSettings("roofline", factors, provenance, kernels=kernels)
         steps = profile.steps
-        if steps.provenance.tool == "torch":  # a forward pass alone: vLLM's host work per step on top
+        if steps.provenance.tool == "torch" or steps.provenance.method == "compiler-estimated":
+            # a forward pass alone (torch) or the device's work alone (the XLA compiler's estimate): vLLM's
+            # host work per step comes on top
             entry = defaults["engine_overhead_s"]
             if spec.step_overhead_s is not None:
                 overhead, source = spec.step_overhead_s, "cost_model.step_overhead_s in the scenario"
@@ -208,6 +210,19 @@ def check_profile_matches(
         raise InputError(
             f"{path} was measured on '{profile.hardware}', the scenario runs on '{hardware}'", "profile"
         )
+    compiled = profile.compile
+    if compiled is not None:
+        if compiled.fits_hbm is False:
+            raise InputError(
+                f"{path}: {profile.model} at TP{compiled.tensor_parallel_size} does not fit {profile.hardware}: "
+                f"{compiled.fit_reason}",
+                "profile",
+            )
+        if compiled.tensor_parallel_size != tp:
+            raise InputError(
+                f"{path} holds compile times of TP{compiled.tensor_parallel_size}; the scenario uses TP{tp}",
+                "profile",
+            )
     steps = profile.steps
     if steps is None:
         return

@@ -265,13 +265,27 @@ def _resolve_xla(inputs: RuntimeInputs, base: dict) -> RuntimeSettings:
         )
     measured_cold = measured_warm = None
     section = inputs.profile.compile if inputs.profile is not None else None
-    if section is not None and spec.backbone_compile_s is None:
-        measured_cold = {s.token_bucket: s.cold_s for s in section.samples}
-        measured_warm = {s.token_bucket: s.warm_s for s in section.samples if s.warm_s is not None} or None
+    if section is not None and section.samples and spec.backbone_compile_s is None:
+        speedup = spec.compile_host_speedup
+        measured_cold = {s.token_bucket: s.cold_s / speedup for s in section.samples}
+        measured_warm = {
+            s.token_bucket: s.warm_s / speedup for s in section.samples if s.warm_s is not None
+        } or None
         p = section.provenance
+        host = section.compile_host
         source = (
-            f"per-bucket compile times {p.method} by calibrate ({p.tool}) for {section.target} on {p.host}, "
-            f"{p.date}, buckets {sorted(measured_cold)} (others interpolated over log2 bucket)"
+            f"per-bucket compile times {p.method} by calibrate ({p.tool}) for {section.target} on {p.host}"
+            + (
+                f" ({host.cpu}, {host.logical_cpus} CPUs, reference compile {host.reference_compile_s:.2f} s)"
+                if host
+                else ""
+            )
+            + f", {p.date}, buckets {sorted(measured_cold)} (others interpolated over log2 bucket)"
+            + (
+                f", divided by engine.xla.compile_host_speedup {speedup:g}"
+                if speedup != 1.0
+                else ", as measured there"
+            )
             + ("" if measured_warm else "; warm cache from the derived ratio below")
         )
     compile_times = XlaCompileTimes(

@@ -60,6 +60,13 @@ class XlaSpec(StrictModel):
         "cold", description="Persistent XLA cache (VLLM_XLA_CACHE_PATH) empty, or holding every shape."
     )
     precompile_workers: int = Field(1, ge=1, description="NUM_PRECOMPILE_WORKERS.")
+    compile_host_speedup: float = Field(
+        1.0,
+        gt=0,
+        description="How much faster the serving host compiles than the host that measured the profile's "
+        "compile times (their ratio of reference compile times, recorded in the profile): measured compile "
+        "times are divided by it. 1 = as measured.",
+    )
     backbone_compile_s: float | None = Field(
         None,
         gt=0,
@@ -97,7 +104,9 @@ class EngineSpec(StrictModel):
         description="vLLM --kv-cache-dtype: auto keeps the model dtype, fp8 stores 1 byte per element.",
     )
     enable_prefix_caching: bool = Field(
-        True, description="Recorded; hits need shared prefixes, which the built-in workloads do not have."
+        True,
+        description="vLLM's automatic prefix caching (its default: on). Hits need requests with token identity: "
+        "workload.prefix, workload.conversations, or traces with token ids or block hash ids.",
     )
     num_gpu_blocks_override: int | None = Field(None, ge=1, description="Force the KV capacity in blocks.")
     tokenize_s_per_token: float | None = Field(
