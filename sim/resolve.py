@@ -73,6 +73,7 @@ class ResolvedScenario:
             block_size=self.engine.block_size,
             num_blocks=self.memory.num_blocks,
             enable_chunked_prefill=self.engine.enable_chunked_prefill,
+            enable_prefix_caching=self.engine.enable_prefix_caching,
         )
 
     @property
@@ -293,6 +294,8 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         api_overhead_s=api_overhead_s,
         tokenize_s_per_token=tokenize_s_per_token,
         max_concurrency=sc.workload.max_concurrency,
+        enable_prefix_caching=engine.enable_prefix_caching,
+        block_size=engine.block_size,
         usd_per_chip_hour=sc.fleet.usd_per_chip_hour,
     )
     prov |= {"model": arch.source, "hardware": hw.source}

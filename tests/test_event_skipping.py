@@ -69,6 +69,16 @@ CASES = {
         workload={**SHAREGPT, "arrivals": {"rate": "inf"}, "max_concurrency": 24},
         num_requests=800,
     ),
+    "conversations with shared system prompts, prefix caching, prefix-aware routing": scenario_dict(
+        fleet={"replicas": 2, "router": "prefix_aware"},
+        workload={
+            **SHAREGPT,
+            "arrivals": {"rate": 3},
+            "prefix": {"tenants": 3, "tokens": 300},
+            "conversations": {"turns": 3, "think_time_s": 2},
+        },
+        num_requests=600,
+    ),
     "client timeouts, ended requests' deadlines passing": scenario_dict(
         workload={**SHAREGPT, "arrivals": {"rate": 45}, "request_timeout_s": 8},
         num_requests=1500,

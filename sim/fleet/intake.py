@@ -11,6 +11,7 @@ the last one does.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from typing import Protocol
@@ -18,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import simpy
 
-from sim.fleet.router import Router
+from sim.fleet.router import RouteQuery, Router
 from sim.fleet.settings import FleetSettings
 from sim.replica.replica import Replica, ReplicaState
 from sim.replica.request import RequestState, Status
@@ -28,6 +29,20 @@ REJECT_FLEET = "rejected: fleet queue full (HTTP 429)"
 TOO_LONG = "prompt longer than max_model_len"
 TIMEOUT = "timeout"
 LOST = "replica failure: retry budget spent"
+CONVERSATION_ENDED = "an earlier turn of its conversation failed"
+
+
+def _next_turns(follows: np.ndarray | None) -> dict[int, int] | None:
+    """request -> the turn that follows it in its conversation."""
+    if follows is None:
+        return None
+    return {int(prev): i for i, prev in enumerate(follows.tolist()) if prev >= 0}
+
+
+class BlockHashes(Protocol):
+    """The requests' tokens as the chained hashes of their full blocks (sim/traffic/identity.py)."""
+
+    def block_hashes(self, index: int, block_size: int) -> list[int]: ...
 
 
 class RequestStream(Protocol):
@@ -44,6 +59,15 @@ class RequestStream(Protocol):
 
     @property
     def session_id(self) -> np.ndarray | None: ...  # i64[num_requests] when the workload has sessions
+
+    @property
+    def identity(self) -> BlockHashes | None: ...  # the requests' tokens as block hashes (prefix caching)
+
+    @property
+    def follows(self) -> np.ndarray | None: ...  # i64: the conversation turn a request follows, -1 for none
+
+    @property
+    def think_s(self) -> np.ndarray | None: ...  # f64: think time before a follow-up turn
 
     @property
     def num_requests(self) -> int: ...
@@ -82,7 +106,14 @@ class RequestIntake:
         self.held: dict[int, RequestState] = {}  # the hold queue (no routable replica), in order
         self.num_retries = 0
         self.retries_pending = 0  # retries waiting out their back-off
-        self.next_dispatch_s = 0.0  # when the release process next routes a request (inf when done)
+        self._next_release_s = 0.0  # when the release process next routes a request (inf when done)
+        self._follow_ups: list[float] = []  # when pending conversation turns will be sent or reach the engine
+        self._prompt = workload.prompt_tokens.tolist()
+        self._output = workload.output_tokens.tolist()
+        self._tokenizer_free = -math.inf  # when the server's tokenizer thread is next idle
+        caching = settings.enable_prefix_caching
+        self._identity = workload.identity if caching else None
+        self._next_turn = _next_turns(workload.follows)
         self._avoid: dict[int, int] = {}  # req_id -> replica a pending retry must not go back to
         self.num_ended = 0
         self.num_in_flight = 0  # sent and not yet ended (the clients' concurrency cap counts these)
@@ -98,52 +129,84 @@ class RequestIntake:
         it, each taking its prompt's tokens x tokenize_s_per_token) and the API overhead. With the clients' cap
         (`vllm bench serve --max-concurrency`), a request that arrives while the cap is reached waits for a
         request to end and is sent then: its latencies count from that moment, as the harness's do (its
-        timer starts inside the semaphore)."""
+        timer starts inside the semaphore). A conversation's later turns are not released here: each is sent
+        a think time after the turn before it ends (see ended())."""
         env = self.env
         arrival = self.workload.arrival_s.tolist()
-        prompt = self.workload.prompt_tokens.tolist()
-        output = self.workload.output_tokens.tolist()
-        max_len = self.settings.max_model_len
-        delay = self.settings.api_overhead_s
+        follows = self.workload.follows
         cap = self.settings.max_concurrency
         released_at = -math.inf
-        per_token = self.settings.tokenize_s_per_token
-        tokenizer_free = -math.inf  # when the tokenizer thread is next idle
         for i, t in enumerate(arrival):
+            if follows is not None and follows[i] >= 0:
+                continue
             sent = t
             if cap is not None:
                 if t > env.now:
-                    self.next_dispatch_s = t
+                    self._next_release_s = t
                     yield env.timeout(t - env.now)
                 if self.num_in_flight >= cap:
-                    self.next_dispatch_s = math.inf  # the next send follows an ending, at a step's end
+                    self._next_release_s = math.inf  # the next send follows an ending, at a step's end
                     self._slot_freed = env.event()
                     yield self._slot_freed
                 sent = max(t, env.now)  # later than its arrival if it waited for a client
                 if released_at == env.now:
                     # Clients sending at one instant reach the engine one after another (the server's front
                     # end takes them in turn): an idle engine starts its step with the first, not all.
-                    self.next_dispatch_s = env.now
+                    self._next_release_s = env.now
                     yield env.timeout(0)
                 released_at = env.now
-            reach = sent + delay
-            if per_token:  # the server's one tokenizer thread, first come first served
-                tokenized = max(sent, tokenizer_free) + prompt[i] * per_token
-                tokenizer_free = tokenized
-                reach = tokenized + delay
+            reach = self._reach(i, sent)
             if reach > env.now:
-                wait = reach - env.now
-                self.next_dispatch_s = env.now + wait  # the float SimPy will give the event
-                yield env.timeout(wait)
-            # vLLM caps the output at max_model_len - prompt and rejects prompts that leave no room (HTTP 400).
-            req = RequestState(i, sent, prompt[i], min(output[i], max_len - prompt[i]))
-            self.requests.append(req)
-            self.num_in_flight += 1
-            if prompt[i] >= max_len:
-                self.fail(req, TOO_LONG, end_s=t)
-                continue
-            self.dispatch(req)
-        self.next_dispatch_s = math.inf
+                self._next_release_s = reach  # the float SimPy will give the event
+                yield env.timeout(reach - env.now)
+            self._send(i, sent)
+        self._next_release_s = math.inf
+
+    def _reach(self, i: int, sent: float) -> float:
+        """When request i, sent at `sent`, reaches the engine: the server's one tokenizer thread (first come,
+        first served) and then the per-request API overhead."""
+        per_token = self.settings.tokenize_s_per_token
+        reach = sent
+        if per_token:
+            reach = max(sent, self._tokenizer_free) + self._prompt[i] * per_token
+            self._tokenizer_free = reach
+        return reach + self.settings.api_overhead_s
+
+    def _send(self, i: int, sent: float) -> None:
+        """Create request i (sent by its client at `sent`) and route it."""
+        prompt, max_len = self._prompt[i], self.settings.max_model_len
+        # vLLM caps the output at max_model_len - prompt and rejects prompts that leave no room (HTTP 400).
+        req = RequestState(i, sent, prompt, min(self._output[i], max_len - prompt))
+        self.requests.append(req)
+        self.num_in_flight += 1
+        if self._identity is not None:
+            req.block_hashes = self._identity.block_hashes(i, self.settings.block_size)
+        if prompt >= max_len:
+            self.fail(req, TOO_LONG, end_s=sent)
+            return
+        self.dispatch(req)
+
+    def _follow_up(self, i: int, ended_s: float):
+        """The next turn of a conversation: its user thinks, then sends it."""
+        sent = ended_s + float(self.workload.think_s[i]) if self.workload.think_s is not None else ended_s
+        heapq.heappush(self._follow_ups, sent)
+        if sent > self.env.now:
+            yield self.env.timeout(sent - self.env.now)
+        reach = self._reach(i, sent)
+        heapq.heappop(self._follow_ups)
+        if reach > self.env.now:
+            heapq.heappush(self._follow_ups, reach)
+            yield self.env.timeout(reach - self.env.now)
+            heapq.heappop(self._follow_ups)
+        self._send(i, sent)
+
+    @property
+    def next_dispatch_s(self) -> float:
+        """When the intake next routes a request on its own (inf when nothing is scheduled): the release
+        process's next arrival or a conversation's next turn."""
+        if self._follow_ups:
+            return min(self._next_release_s, self._follow_ups[0])
+        return self._next_release_s
 
     # ---- routing ------------------------------------------------------------------------------------------
     def dispatch(self, req: RequestState) -> None:
@@ -160,10 +223,11 @@ class RequestIntake:
             self._hold(req)
             return
         session = int(self.sessions[req.req_id]) if self.sessions is not None else -1
+        query = RouteQuery(session, req.block_hashes)
         avoid = self._avoid.pop(req.req_id, None)
         if avoid is not None and len(candidates) > 1:
             candidates = [r for r in candidates if r.replica_id != avoid] or candidates
-        replica = self.router.choose(candidates, session)
+        replica = self.router.choose(candidates, query)
         if replica.state == ReplicaState.CRASHED:  # not detected yet: the connection is refused
             req.replica_id = replica.replica_id
             self.replicas.refused(replica)
@@ -215,6 +279,13 @@ class RequestIntake:
         self.retries_pending -= 1
         self.dispatch(req)
 
+    def _abandon(self, i: int, end_s: float) -> None:
+        """A turn whose conversation ended early: recorded as failed, never sent (and so its successors)."""
+        req = RequestState(i, end_s, self._prompt[i], self._output[i])
+        self.requests.append(req)
+        self.num_in_flight += 1
+        self.fail(req, CONVERSATION_ENDED, end_s=end_s)
+
     def fail(self, req: RequestState, reason: str, end_s: float | None = None) -> None:
         req.status = Status.FAILED
         req.fail_reason = reason
@@ -222,8 +293,18 @@ class RequestIntake:
         self.ended([req])
 
     def ended(self, reqs: list[RequestState]) -> None:
-        """Requests that completed or failed (replicas report theirs here)."""
+        """Requests that completed or failed (replicas report theirs here). A conversation goes on with its
+        next turn after a completed one; after a failed one its remaining turns fail too (never sent)."""
         self.num_ended += len(reqs)
+        if self._next_turn is not None:
+            for req in reqs:
+                nxt = self._next_turn.get(req.req_id)
+                if nxt is None:
+                    continue
+                if req.status == Status.FINISHED:
+                    self.env.process(self._follow_up(nxt, self.env.now))
+                else:
+                    self._abandon(nxt, req.end_s)
         self.num_in_flight -= len(reqs)
         if self._slot_freed is not None:
             self._slot_freed.succeed()

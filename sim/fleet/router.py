@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 
 from sim.replica.replica import Replica
@@ -17,12 +18,21 @@ _OUTSTANDING = attrgetter(
 )  # waiting + running, kept by the replica (see Replica.num_outstanding)
 
 
+@dataclass(frozen=True, slots=True)
+class RouteQuery:
+    """What a router may know of a request: its session (-1: none) and its full blocks' hashes (None: the
+    workload has no token identity, or prefix caching is off)."""
+
+    session: int
+    block_hashes: list[int] | None = None
+
+
 class Router(ABC):
     """Picks the replica a new request goes to."""
 
     @abstractmethod
-    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
-        """One of `replicas` (never empty) for a request of `session` (-1: no session)."""
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
+        """One of `replicas` (never empty) for this request."""
 
 
 class RoundRobinRouter(Router):
@@ -31,7 +41,7 @@ class RoundRobinRouter(Router):
     def __init__(self) -> None:
         self._next = 0
 
-    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
         replica = replicas[self._next % len(replicas)]
         self._next += 1
         return replica
@@ -40,7 +50,7 @@ class RoundRobinRouter(Router):
 class LeastOutstandingRouter(Router):
     """The replica with the fewest waiting + running requests; ties go to the lowest index."""
 
-    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
         return min(replicas, key=_OUTSTANDING)
 
 
@@ -48,7 +58,7 @@ class LeastKVRouter(Router):
     """The replica with the lowest KV-cache use (ties: fewest outstanding, then lowest index) -- what an
     endpoint picker reading vllm:kv_cache_usage_perc does."""
 
-    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
         return min(replicas, key=lambda r: (r.kv_usage, r.outstanding))
 
 
@@ -67,10 +77,27 @@ class SessionAffinityRouter(Router):
     def __init__(self) -> None:
         self._fallback = LeastOutstandingRouter()
 
-    def choose(self, replicas: Sequence[Replica], session: int) -> Replica:
-        if session < 0:
-            return self._fallback.choose(replicas, session)
-        return max(replicas, key=lambda r: _mix((session << 20) ^ r.replica_id))
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
+        if query.session < 0:
+            return self._fallback.choose(replicas, query)
+        return max(replicas, key=lambda r: _mix((query.session << 20) ^ r.replica_id))
+
+
+class PrefixAwareRouter(Router):
+    """The replica whose prefix cache holds the longest prefix of the request, among those not busier than
+    the least busy one by more than LOAD_SLACK outstanding requests (ties: fewest outstanding, then lowest
+    index) -- the way a prefix-aware endpoint picker (llm-d's prefix-cache scorer with a load scorer)
+    trades cache hits against balance. Without block hashes it is least outstanding."""
+
+    LOAD_SLACK = 8  # a choice, not a published figure: extra queued requests a cache hit may justify
+
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
+        least = min(r.outstanding for r in replicas)
+        eligible = [r for r in replicas if r.outstanding <= least + self.LOAD_SLACK]
+        hashes = query.block_hashes
+        if not hashes:
+            return min(eligible, key=_OUTSTANDING)
+        return max(eligible, key=lambda r: (r.cached_prefix_blocks(hashes), -r.outstanding))
 
 
 ROUTERS: dict[str, type[Router]] = {
@@ -78,4 +105,5 @@ ROUTERS: dict[str, type[Router]] = {
     "least_outstanding": LeastOutstandingRouter,
     "least_kv": LeastKVRouter,
     "session_affinity": SessionAffinityRouter,
+    "prefix_aware": PrefixAwareRouter,
 }

@@ -27,6 +27,8 @@ class FleetSettings:
     api_overhead_s: float  # per-request server work outside engine steps (HTTP, tokenisation)
     tokenize_s_per_token: float  # the API server's one tokenizer thread: time per prompt token, FIFO
     max_concurrency: int | None  # clients' cap on requests in flight (None: open loop)
+    enable_prefix_caching: bool  # requests with token identity get their block hashes when sent
+    block_size: int  # tokens per KV block of the replicas (block hashes depend on it)
     usd_per_chip_hour: float | None  # price of one chip-hour, for cost per good request
 
     @property

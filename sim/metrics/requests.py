@@ -27,6 +27,7 @@ class RequestRecord(Protocol):
     num_preemptions: int
     num_recomputed_tokens: int
     num_attempts: int
+    num_cached_tokens: int  # prompt tokens found in the prefix cache at first admission (-1: never admitted)
     fail_reason: str | None
 
     @property
@@ -65,6 +66,7 @@ def request_table(
             "num_preemptions": np.fromiter((r.num_preemptions for r in requests), np.int64, n),
             "recomputed_tokens": np.fromiter((r.num_recomputed_tokens for r in requests), np.int64, n),
             "attempts": np.fromiter((r.num_attempts for r in requests), np.int64, n),
+            "cached_tokens": np.maximum(np.fromiter((r.num_cached_tokens for r in requests), np.int64, n), 0),
             "success": success,
             "error": error,
         }

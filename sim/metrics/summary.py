@@ -39,6 +39,15 @@ def _weighted_stats(name: str, values_ms: np.ndarray, counts: np.ndarray) -> dic
     return out
 
 
+def _hit_rate(done: pd.DataFrame) -> float:
+    """Prompt tokens found in the prefix cache / prompt tokens, over completed requests (vLLM's
+    prefix_cache_hits / prefix_cache_queries, counted at each request's first admission)."""
+    if "cached_tokens" not in done or not len(done):
+        return 0.0
+    prompt = float(done["prompt_tokens"].sum())
+    return float(done["cached_tokens"].sum()) / prompt if prompt else 0.0
+
+
 def good_mask(table: pd.DataFrame, slo: SLO) -> np.ndarray:
     ok = table["success"].to_numpy()
     good = (
@@ -80,6 +89,7 @@ def summarize(
         "output_throughput_tok_s": per_s(out_tokens),
         "total_token_throughput_tok_s": per_s(in_tokens + out_tokens),
         "mean_input_tokens": float(done["prompt_tokens"].mean()) if n_ok else 0.0,
+        "prefix_cache_hit_rate": _hit_rate(done),
         "mean_output_tokens": float(done["output_tokens"].mean()) if n_ok else 0.0,
     }
     summary.update(_stats("ttft_ms", done["ttft_s"].to_numpy() * 1e3))

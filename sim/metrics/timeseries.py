@@ -76,6 +76,12 @@ def build_timeseries(
     groups = pd.Series(ttft[ok] * 1e3).groupby(np.clip(idx, 0, num_windows - 1))
     frame["ttft_p50_ms"] = groups.median().reindex(range(num_windows)).to_numpy()
     frame["ttft_p99_ms"] = groups.quantile(0.99).reindex(range(num_windows)).to_numpy()
+    if "cached_tokens" in table:  # prefix-cache hit rate of the prompts whose first token came out then
+        window = np.clip(idx, 0, num_windows - 1)
+        cached = np.bincount(window, table["cached_tokens"].to_numpy()[ok], minlength=num_windows)
+        prompt = np.bincount(window, table["prompt_tokens"].to_numpy()[ok], minlength=num_windows)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frame["prefix_hit_rate"] = np.where(prompt > 0, cached / np.maximum(prompt, 1), np.nan)
     # Sampled state at each window's end (NaN past the last sample).
     samples = len(sampler.times)
     for name, values in (

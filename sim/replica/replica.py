@@ -129,6 +129,10 @@ class Replica:
         least-outstanding router reads one attribute per replica (tests check it against the scheduler)."""
         return self.outstanding
 
+    def cached_prefix_blocks(self, block_hashes: list[int]) -> int:
+        """How many leading blocks of a request this replica's prefix cache holds (prefix-aware routing)."""
+        return self.scheduler.kv.longest_hit(block_hashes, len(block_hashes))
+
     @property
     def kv_usage(self) -> float:
         kv = self.scheduler.kv

@@ -46,6 +46,10 @@ class RequestState:
         "fail_reason",
         "replica_id",
         "num_attempts",
+        "block_hashes",
+        "cached_hashes",
+        "num_hashed_blocks",
+        "num_cached_tokens",
     )
 
     def __init__(self, req_id: int, arrival_s: float, num_prompt_tokens: int, max_output_tokens: int):
@@ -70,6 +74,13 @@ class RequestState:
         self.fail_reason: str | None = None
         self.replica_id = -1
         self.num_attempts = 1  # 1 + retries after a replica failure
+        # Prefix caching: the chained hash of each full block of prompt + output (None: no token identity),
+        # the hashes of the cached blocks this request holds, how many of its blocks were offered to the
+        # cache, and the prompt tokens its first admission found cached (-1 before it is admitted).
+        self.block_hashes: list[int] | None = None
+        self.cached_hashes: list[int] = []
+        self.num_hashed_blocks = 0
+        self.num_cached_tokens = -1
 
     def restart(self) -> None:
         """Start over for a retry on another replica: nothing computed, nothing streamed. Arrival time,
@@ -85,6 +96,8 @@ class RequestState:
         self.segment_start = -1
         self.replica_id = -1
         self.num_attempts += 1
+        self.cached_hashes = []  # the failed replica's cache went with it
+        self.num_hashed_blocks = 0
 
     @property
     def finished(self) -> bool:

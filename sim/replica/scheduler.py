@@ -14,6 +14,13 @@ The rules, per step:
   4. A request samples a token when its computed tokens reach its full length (end of prefill, or every
      decode step); it finishes when it has all its output tokens.
 
+Prefix caching (engine.enable_prefix_caching, with requests that carry block hashes): at admission a
+request takes the longest cached prefix of its full blocks -- at most (tokens - 1) // block_size of them,
+so at least one token is computed -- and computes only the rest; cached tokens are not charged to the
+step's token budget (vLLM counts num_tokens - num_computed_tokens). A block is offered to the cache when it
+is full: prompt blocks at the end of the chunk that fills them, blocks filled while decoding when the
+request leaves the decode set. See sim/replica/kv_cache.py for eviction.
+
 Speed: decodes are not looped over. All decode requests advance in lock-step, one token per step, so they
 are kept as running sums (count, total context) plus two O(1) indexes: how many cross a block boundary at
 a given step (bucketed by computed-tokens phase modulo block_size) and who finishes at a given step.
@@ -41,6 +48,7 @@ class SchedulerConfig:
     block_size: int
     num_blocks: int
     enable_chunked_prefill: bool = True
+    enable_prefix_caching: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +144,7 @@ class Scheduler:
             self._close_segment(req, step - 1)
         else:
             self.prefilling.pop()
-        self.kv.free(req.num_blocks)
+        self._release(req)
         req.num_recomputed_tokens += req.num_computed_tokens
         req.num_computed_tokens = 0
         req.num_blocks = 0
@@ -212,16 +220,34 @@ class Scheduler:
             if req.status == Status.FAILED:  # aborted while waiting
                 waiting.popleft()
                 continue
-            remaining = req.num_tokens - req.num_computed_tokens
+            hits = 0
+            hashes = req.block_hashes
+            if hashes is not None and self.config.enable_prefix_caching:
+                # at least one token is computed: a full hit recomputes the last block's tokens
+                hits = self.kv.longest_hit(hashes, (req.num_tokens - 1) // bs)
+            computed = hits * bs
+            remaining = req.num_tokens - computed
             n = min(remaining, budget)
             if n < remaining and not self.config.enable_chunked_prefill:
                 break
-            need = blocks_for(n, bs)
+            need = blocks_for(computed + n, bs) - hits
+            if hits:
+                # the hit blocks are taken first (unreferenced ones leave the free count), so allocating the
+                # new blocks can never evict them
+                assert hashes is not None
+                if need > self.kv.num_free_blocks - self.kv.num_evictable(hashes[:hits]):
+                    break
+                self.kv.take_cached(hashes[:hits])
+                req.cached_hashes = list(hashes[:hits])
+                req.num_hashed_blocks = hits
+                req.num_computed_tokens = computed
             if not self.kv.allocate(need):
                 break
             waiting.popleft()
             self.num_waiting -= 1
-            req.num_blocks = need
+            if req.num_cached_tokens < 0:
+                req.num_cached_tokens = computed
+            req.num_blocks = hits + need
             req.status = Status.PREFILL
             self.running[req.req_id] = req
             self.prefilling.append(req)
@@ -242,8 +268,11 @@ class Scheduler:
                 self._finish(req, step, end_s)
                 finished.append(req)
 
+        caching = self.config.enable_prefix_caching
         for req, n in zip(plan.prefill_reqs, plan.prefill_tokens, strict=True):
             req.num_computed_tokens += n
+            if caching and req.block_hashes is not None:
+                self._offer_full_blocks(req)
             if req.num_computed_tokens < req.num_tokens:
                 continue  # chunked prefill goes on next step
             self.prefilling.remove(req)
@@ -261,11 +290,35 @@ class Scheduler:
 
     def _finish(self, req: RequestState, step: int, end_s: float) -> None:
         del self.running[req.req_id]
-        self.kv.free(req.num_blocks)
+        self._release(req)
         req.num_blocks = 0
         req.status = Status.FINISHED
         req.end_s = end_s
         self._close_segment(req, step)
+
+    # ---- prefix caching ----------------------------------------------------------------------------------
+    def _offer_full_blocks(self, req: RequestState) -> None:
+        """Offer the request's newly full blocks to the cache (vLLM caches a block once it is full)."""
+        assert req.block_hashes is not None
+        full = min(req.num_computed_tokens // self.block_size, len(req.block_hashes))
+        for i in range(req.num_hashed_blocks, full):
+            h = req.block_hashes[i]
+            if self.kv.cache(h):
+                req.cached_hashes.append(h)
+        req.num_hashed_blocks = max(req.num_hashed_blocks, full)
+
+    def _release(self, req: RequestState) -> None:
+        """Give back every block the request holds: its cached blocks become evictable (still hit), the
+        rest free. Blocks filled while decoding are offered to the cache first (their counters were lazy)."""
+        if req.block_hashes is not None and self.config.enable_prefix_caching:
+            self._offer_full_blocks(req)
+        if req.cached_hashes:
+            self.kv.free(req.num_blocks - len(req.cached_hashes))
+            self.kv.release_cached(req.cached_hashes)
+            req.cached_hashes = []
+        else:
+            self.kv.free(req.num_blocks)
+        req.num_hashed_blocks = 0
 
     # ---- runs of pure decode steps (event skipping) ----------------------------------------------------
     def decode_run_length(self, limit: int) -> int:
@@ -326,11 +379,11 @@ class Scheduler:
             self._leave_decode(req, self.step_index)
             self._close_segment(req, self.step_index - 1)
             del self.running[req.req_id]
-            self.kv.free(req.num_blocks)
+            self._release(req)
         elif req.status == Status.PREFILL:
             self.prefilling.remove(req)
             del self.running[req.req_id]
-            self.kv.free(req.num_blocks)
+            self._release(req)
         else:
             return
         req.num_blocks = 0
@@ -345,11 +398,18 @@ class Scheduler:
         used = 0
         decode = [r for r in self.running.values() if r.status == Status.DECODE]
         for req in self.running.values():
+            blocks = req.num_blocks
             if req.status == Status.DECODE:
-                used += blocks_for(self._decode_computed(req, step), self.block_size)
-            else:
-                used += req.num_blocks
+                blocks = blocks_for(self._decode_computed(req, step), self.block_size)
+            used += blocks - len(req.cached_hashes)  # cached blocks are counted once, below, however shared
+            if req.status != Status.DECODE:
+                assert req.num_computed_tokens <= req.num_tokens
+        used += sum(1 for r in self.kv.refs.values() if r > 0)
         assert used == self.kv.num_used_blocks, (used, self.kv.num_used_blocks)
+        self.kv.check()
+        held = [h for r in self.running.values() for h in r.cached_hashes]
+        for h in set(held):
+            assert self.kv.refs[h] == held.count(h), "a cached block's reference count is its holders'"
         assert self.kv.num_used_blocks <= self.kv.num_blocks
         assert len(decode) == self.num_decode
         assert sum(self._decode_computed(r, step) for r in decode) == self.decode_computed_sum

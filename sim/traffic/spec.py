@@ -162,6 +162,29 @@ class ArrivalSpec(StrictModel):
         return self.rate == "inf"
 
 
+class SharedPrefix(StrictModel):
+    """Every request starts with one of `tenants` system prompts of `tokens` tokens (a tenant drawn
+    uniformly per request, or per conversation), followed by its own text of the drawn input length."""
+
+    tenants: int = Field(1, ge=1, description="Distinct system prompts.")
+    tokens: int = Field(..., ge=1, description="Tokens of each system prompt.")
+
+
+class Conversations(StrictModel):
+    """Multi-turn sessions. Each arrival starts a conversation; turn n's prompt resends the whole history --
+    every earlier message and answer -- plus a new message of the drawn input length, and is sent
+    `think_time_s` (exponential, this mean) after the previous answer ended: closed per conversation, so a
+    slow server delays later turns. num_requests counts turns."""
+
+    turns: float = Field(..., ge=1, description="Turns per conversation: this many, or this mean.")
+    turns_distribution: Literal["fixed", "geometric"] = Field(
+        "geometric", description="fixed = every conversation has `turns` turns (rounded)."
+    )
+    think_time_s: float = Field(
+        5.0, ge=0, description="Mean user think time between an answer and the next turn."
+    )
+
+
 class WorkloadSpec(StrictModel):
     lengths: LengthSpec
     arrivals: ArrivalSpec | None = Field(None, description="Required unless lengths.kind is 'trace'.")
@@ -173,6 +196,12 @@ class WorkloadSpec(StrictModel):
         None,
         ge=1,
         description="Distinct users; each request belongs to one drawn uniformly (for session_affinity).",
+    )
+    prefix: SharedPrefix | None = Field(
+        None, description="Shared system prompts: token identity that prefix caching can hit (see prefix)."
+    )
+    conversations: Conversations | None = Field(
+        None, description="Multi-turn sessions resending their history (see conversations)."
     )
     max_concurrency: int | None = Field(
         None,
@@ -190,4 +219,8 @@ class WorkloadSpec(StrictModel):
             raise ValueError("a trace carries its own arrival times; remove workload.arrivals")
         if not is_trace and self.arrivals is None:
             raise ValueError("workload.arrivals is required unless lengths.kind is 'trace'")
+        if self.conversations is not None and self.sessions is not None:
+            raise ValueError("conversations are the sessions: remove workload.sessions")
+        if is_trace and (self.conversations is not None or self.prefix is not None):
+            raise ValueError("a trace brings its own requests: prefix and conversations do not apply")
         return self

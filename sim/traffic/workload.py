@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.traffic.arrivals import arrival_times
+from sim.traffic.identity import TokenIdentity
 from sim.traffic.lengths import sample_lengths
+from sim.traffic.sessions import conversations, shared_prefix_identity
 from sim.traffic.spec import TraceLengths, WorkloadSpec
 from sim.traffic.trace import read_trace
 
@@ -24,11 +26,14 @@ class WorkloadPlan:
 
 @dataclass(frozen=True)
 class Workload:
-    arrival_s: np.ndarray  # f64[num_requests], non-decreasing
+    arrival_s: np.ndarray  # f64[num_requests], non-decreasing (a later turn: its conversation's start)
     prompt_tokens: np.ndarray  # i64[num_requests]
     output_tokens: np.ndarray  # i64[num_requests], requested (the sim may cap them at max_model_len)
     note: str  # how the lengths were obtained, for the report
     session_id: np.ndarray | None = None  # i64[num_requests] when the workload has sessions
+    identity: TokenIdentity | None = None  # the requests' tokens, for prefix caching (None: all unique)
+    follows: np.ndarray | None = None  # i64: the turn this request follows in its conversation, -1 for none
+    think_s: np.ndarray | None = None  # f64: the user's think time before sending a follow-up turn
 
     @property
     def num_requests(self) -> int:
@@ -59,8 +64,24 @@ def build_workload(plan: WorkloadPlan, seed: int) -> Workload:
         duration_s=plan.duration_s,
     )
     length_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    if spec.conversations is not None:
+        c = conversations(arrival, spec, plan.num_requests, seed)
+        return Workload(
+            c.arrival_s,
+            c.prompt_tokens,
+            c.output_tokens,
+            c.note,
+            session_id=c.session_id,
+            identity=c.identity,
+            follows=c.follows,
+            think_s=c.think_s,
+        )
     prompt, output, note = sample_lengths(spec.lengths, len(arrival), length_rng, seed)
-    return _with_sessions(Workload(arrival, prompt, output, note), spec.sessions, seed)
+    identity = None
+    if spec.prefix is not None:
+        prompt, identity = shared_prefix_identity(prompt, output, spec.prefix, seed)
+        note += f"; behind one of {spec.prefix.tenants} system prompts of {spec.prefix.tokens} tokens"
+    return _with_sessions(Workload(arrival, prompt, output, note, identity=identity), spec.sessions, seed)
 
 
 def _with_sessions(workload: Workload, sessions: int | None, seed: int) -> Workload:
