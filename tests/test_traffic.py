@@ -110,7 +110,7 @@ def test_trace_is_sorted_and_validated(tmp_path):
     assert arrival.tolist() == [1.0, 2.0] and prompt.tolist() == [7, 5] and output.tolist() == [1, 3]
     bad = tmp_path / "bad.csv"
     bad.write_text("arrival_s,input_tokens,output_tokens\n0.5,0,3\n")
-    with pytest.raises(InputError, match="row 2: input_tokens"):
+    with pytest.raises(InputError, match="line 2: column input_tokens=0"):
         read_trace(bad)
     with pytest.raises(InputError, match="lacks column"):
         (tmp_path / "cols.csv").write_text("a,b\n1,2\n")

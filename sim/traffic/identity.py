@@ -123,4 +123,14 @@ class HashIdIdentity(TokenIdentity):
         return block_hashes_of_ids(self.hash_ids[index], self.ids_block_tokens, block_size)
 
 
+class SubsetIdentity(TokenIdentity):
+    """The identity of some of a workload's requests: request i here is request index[i] there."""
+
+    def __init__(self, inner: TokenIdentity, index: np.ndarray):
+        self.inner, self.index = inner, index
+
+    def block_hashes(self, index: int, block_size: int) -> list[int]:
+        return self.inner.block_hashes(int(self.index[index]), block_size)
+
+
 OUTPUT_SOURCE = 1 << 30  # token sources above this are requests' own outputs (source = OUTPUT_SOURCE + index)

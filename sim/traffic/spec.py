@@ -81,11 +81,19 @@ class ShareGPTFileLengths(StrictModel):
 
 
 class TraceLengths(StrictModel):
-    """A recorded trace (CSV or JSONL) with columns arrival_s, input_tokens, output_tokens. The trace fixes the
-    arrival times too, so `workload.arrivals` must be left out."""
+    """A recorded trace: servesim's own CSV/JSONL (arrival_s, input_tokens, output_tokens), Mooncake JSONL
+    (with block hash ids), Azure LLM inference CSV, BurstGPT CSV, vLLM benchmark JSONL with token ids, or
+    a conversation trace (docs/workloads.md maps every format's columns). The trace fixes the arrival
+    times too, so `workload.arrivals` must be left out."""
 
     kind: Literal["trace"]
     path: str
+    format: Literal["auto", "servesim", "mooncake", "azure", "burstgpt", "token_ids", "conversations"] = (
+        Field("auto", description="auto: recognised by its columns.")
+    )
+    rate_scale: float = Field(1.0, gt=0, description="Divide the trace's times by this: 2 = twice the rate.")
+    start_s: float = Field(0.0, ge=0, description="Keep the trace from this time (after scaling) on.")
+    end_s: float | None = Field(None, gt=0, description="... up to this time (after scaling).")
 
 
 LengthSpec = Annotated[

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.traffic.arrivals import arrival_times
-from sim.traffic.identity import TokenIdentity
+from sim.traffic.identity import SubsetIdentity, TokenIdentity
 from sim.traffic.lengths import sample_lengths
 from sim.traffic.sessions import conversations, shared_prefix_identity
 from sim.traffic.spec import TraceLengths, WorkloadSpec
-from sim.traffic.trace import read_trace
+from sim.traffic.trace import TraceData, load_trace
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,31 @@ def build_workload(plan: WorkloadPlan, seed: int) -> Workload:
     independent child stream, so changing the length distribution never moves the arrival times."""
     spec = plan.spec
     if isinstance(spec.lengths, TraceLengths):
-        arrival, prompt, output = read_trace(spec.lengths.path)
-        keep = np.ones(len(arrival), dtype=bool)
+        trace = load_trace(spec.lengths)
+        keep = np.ones(len(trace.arrival_s), dtype=bool)
         if plan.duration_s is not None:
-            keep &= arrival <= plan.duration_s
+            keep &= trace.arrival_s <= plan.duration_s
         idx = np.flatnonzero(keep)
         if plan.num_requests is not None:
             idx = idx[: plan.num_requests]
+        if trace.follows is not None or trace.identity is not None:
+            if len(idx) < len(trace.arrival_s):  # a conversation cut mid-way would wait for a missing turn
+                trace = _first(trace, len(idx))
+            workload = Workload(
+                trace.arrival_s,
+                trace.prompt_tokens,
+                trace.output_tokens,
+                trace.note,
+                session_id=trace.session_id,
+                identity=trace.identity,
+                follows=trace.follows,
+                think_s=trace.think_s,
+            )
+            return workload if trace.session_id is not None else _with_sessions(workload, spec.sessions, seed)
         return _with_sessions(
-            Workload(arrival[idx], prompt[idx], output[idx], "recorded trace"), spec.sessions, seed
+            Workload(trace.arrival_s[idx], trace.prompt_tokens[idx], trace.output_tokens[idx], trace.note),
+            spec.sessions,
+            seed,
         )
     if spec.arrivals is None:
         raise AssertionError("workload.arrivals is required without a trace (the schema checks it)")
@@ -91,3 +107,29 @@ def _with_sessions(workload: Workload, sessions: int | None, seed: int) -> Workl
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
     ids = rng.integers(0, sessions, size=workload.num_requests, dtype=np.int64)
     return dataclasses.replace(workload, session_id=ids)
+
+
+def _first(trace: TraceData, n: int) -> TraceData:
+    """The first n requests of a trace with identity: a later turn whose predecessor is cut is cut too."""
+    keep = np.zeros(len(trace.arrival_s), dtype=bool)
+    keep[:n] = True
+    if trace.follows is not None:
+        for i, prev in enumerate(trace.follows.tolist()):
+            if prev >= 0 and not keep[prev]:
+                keep[i] = False
+    idx = np.flatnonzero(keep)
+    remap = {int(old): new for new, old in enumerate(idx)}
+    follows = None
+    if trace.follows is not None:
+        follows = np.asarray([remap[int(f)] if f >= 0 else -1 for f in trace.follows[idx]], dtype=np.int64)
+    identity = trace.identity
+    return TraceData(
+        trace.arrival_s[idx],
+        trace.prompt_tokens[idx],
+        trace.output_tokens[idx],
+        trace.note,
+        SubsetIdentity(identity, idx) if identity is not None else None,
+        trace.session_id[idx] if trace.session_id is not None else None,
+        follows,
+        trace.think_s[idx] if trace.think_s is not None else None,
+    )
