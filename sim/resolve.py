@@ -55,6 +55,7 @@ class ResolvedScenario:
     workload: WorkloadPlan
     metrics: MetricsSpec
     profile: Profile | None  # the scenario's calibration profile, read and validated once here
+    kv_offload: OffloadPlan | None  # the host-memory KV tier, when the engine has one
     provenance: dict[str, str]  # "section.knob" -> where its value came from
 
     @property
@@ -67,6 +68,7 @@ class ResolvedScenario:
 
     @property
     def scheduler_config(self) -> SchedulerConfig:
+        offload = self.kv_offload
         return SchedulerConfig(
             max_num_seqs=self.engine.max_num_seqs,
             max_num_batched_tokens=self.engine.max_num_batched_tokens,
@@ -74,6 +76,8 @@ class ResolvedScenario:
             num_blocks=self.memory.num_blocks,
             enable_chunked_prefill=self.engine.enable_chunked_prefill,
             enable_prefix_caching=self.engine.enable_prefix_caching,
+            offload_blocks=offload.blocks if offload is not None else 0,
+            load_s_per_block=offload.load_s_per_block if offload is not None else 0.0,
         )
 
     @property
@@ -216,6 +220,37 @@ def _with_dtypes(arch: ModelArchitecture, sc: Scenario) -> ModelArchitecture:
     return arch.model_copy(update=update) if update else arch
 
 
+@dataclass(frozen=True)
+class OffloadPlan:
+    blocks: int  # KV blocks the host tier holds
+    load_s_per_block: float  # one block back over the host link (each chip loads its own shard at once)
+
+
+def _offload(sc: Scenario, hw: HardwareSpec, memory: MemoryPlan, tp: int, prov: dict) -> OffloadPlan | None:
+    spec = sc.engine.kv_offload
+    if spec is None:
+        prov["engine.kv_offload"] = "off (vLLM's default)"
+        return None
+    block_bytes_chip = memory.kv_bytes_per_token * memory.block_size
+    bandwidth, source = spec.bandwidth_gbs, "scenario"
+    if bandwidth is None:
+        pcie = [(name, gbs) for name, gbs in hw.links.items() if name.startswith("pcie")]
+        if not pcie:
+            raise InputError(
+                f"{hw.name} has no PCIe link in the catalog: give the host-link bandwidth",
+                "engine.kv_offload.bandwidth_gbs",
+            )
+        name, bandwidth = max(pcie, key=lambda x: x[1])
+        source = f"{name} (datasheet: {hw.source})"
+    blocks = int(spec.cpu_gib * GIB // (block_bytes_chip * tp))
+    load = block_bytes_chip / (bandwidth * 1e9)
+    prov["engine.kv_offload"] = (
+        f"{spec.cpu_gib:g} GiB of host memory = {blocks} blocks; a block loads in {load * 1e6:.1f} us over "
+        f"{bandwidth:g} GB/s ({source})"
+    )
+    return OffloadPlan(blocks, load)
+
+
 def _tokenizer(sc: Scenario, api_overhead_s: float) -> tuple[float, str]:
     """The API server's tokenizer time per prompt token, and where it came from."""
     given = sc.engine.tokenize_s_per_token
@@ -329,5 +364,6 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         workload=WorkloadPlan(sc.workload, sc.num_requests, sc.duration_s),
         metrics=sc.metrics,
         profile=profile,
+        kv_offload=_offload(sc, hw, memory, tp, prov),
         provenance=prov,
     )

@@ -148,3 +148,23 @@ def test_a_failed_turn_ends_its_conversation(tmp_path):
     table = simulate_dict(data).table.sort_values("req_id")
     assert table["success"].tolist() == [True, False, False]
     assert "an earlier turn" in table["error"].iloc[2]
+
+
+def test_blocks_evicted_to_the_host_tier_load_back_instead_of_recomputing():
+    """6 device blocks: A (3 full blocks + 1) ends, B (6 new blocks) evicts A's cached blocks into the host
+    tier; C repeats A's prefix and finds it there: 48 cached tokens, and the step that admits it is longer
+    by 3 x the block load time."""
+    config = SchedulerConfig(
+        4, 512, BS, 6, True, enable_prefix_caching=True, offload_blocks=8, load_s_per_block=0.5
+    )
+    sched = Scheduler(config)
+    a = _request(0, 0.0, [(1, 0, 49)], 1)
+    b = _request(1, 1.0, [(2, 0, 96)], 1)
+    drive(sched, [a, b], step_s=0.01)
+    assert sched.kv.evictions >= 3 and sched.kv.longest_hit(a.block_hashes, 3) < 3
+    c = _request(2, 2.0, [(1, 0, 49)], 1)
+    sched.add_request(c)
+    plan = sched.schedule()
+    assert c.num_cached_tokens == 48 and plan.loaded_blocks == 3 and plan.prefill_tokens == (1,)
+    assert sched.kv.cpu_hit_blocks == 3
+    sched.kv.check()

@@ -11,6 +11,10 @@ request holds a cached block any more it is not freed but kept *evictable*, in l
 and still hit; allocation takes never-cached free blocks first and then evicts the least recently freed
 cached block, dropping its hash. Blocks are counted, not materialised: the pool keeps the free count, the
 reference count of every cached hash and the evictable ones in LRU order.
+
+A CPU offload tier (vLLM's KV offloading connector), when it has capacity: a cached block evicted from the
+device is kept in host memory (least recently evicted dropped first), and a request whose prefix continues
+there after its device hits loads those blocks back over the host link instead of recomputing them.
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ class KVBlockPool:
         "evictable",
         "hit_blocks",
         "evictions",
+        "cpu_capacity",
+        "cpu",
+        "cpu_hit_blocks",
     )
 
-    def __init__(self, num_blocks: int):
+    def __init__(self, num_blocks: int, cpu_capacity: int = 0):
         self.num_blocks = num_blocks
         self.num_free_blocks = num_blocks  # free for allocation: never-cached ones plus evictable cached ones
         self._plain_free = num_blocks  # free blocks holding no cached hash
@@ -42,6 +49,9 @@ class KVBlockPool:
         self.evictable: OrderedDict[int, None] = OrderedDict()  # cached, unreferenced, least recent first
         self.hit_blocks = 0  # blocks taken from the cache instead of computed (for the hit rate)
         self.evictions = 0
+        self.cpu_capacity = cpu_capacity  # blocks the host-memory tier holds (0: no offload)
+        self.cpu: OrderedDict[int, None] = OrderedDict()  # offloaded hashes, least recently evicted first
+        self.cpu_hit_blocks = 0
 
     @property
     def num_used_blocks(self) -> int:
@@ -66,6 +76,11 @@ class KVBlockPool:
             victim, _ = self.evictable.popitem(last=False)
             del self.refs[victim]
             self.evictions += 1
+            if self.cpu_capacity:
+                self.cpu[victim] = None
+                self.cpu.move_to_end(victim)
+                if len(self.cpu) > self.cpu_capacity:
+                    self.cpu.popitem(last=False)
         return True
 
     def free(self, num_blocks: int) -> None:
@@ -85,6 +100,14 @@ class KVBlockPool:
                 break
             k += 1
         return k
+
+    def offloaded_hit(self, hashes: Sequence[int], start: int, max_blocks: int) -> int:
+        """How many blocks of `hashes` from index `start` on (up to max_blocks in all) the host tier holds."""
+        cpu = self.cpu
+        k = start
+        while k < max_blocks and k < len(hashes) and hashes[k] in cpu:
+            k += 1
+        return k - start
 
     def num_evictable(self, hashes: Sequence[int]) -> int:
         """How many of these cached blocks nobody holds (taking them uses up free blocks)."""

@@ -316,6 +316,10 @@ class Replica:
                 ledger.record_empty(env.now)
                 continue
             cost = step_cost(batch)
+            if plan.loaded_blocks:  # KV blocks loaded back over the host link before the step can run
+                load_s = plan.loaded_blocks * sched.config.load_s_per_block
+                cost.seconds += load_s
+                cost.communication_s += load_s
             ledger.observe_kv_blocks(sched.kv.num_used_blocks)
             yield env.timeout(cost.seconds)
             finished = sched.update_from_step(plan, env.now)

@@ -49,6 +49,8 @@ class SchedulerConfig:
     num_blocks: int
     enable_chunked_prefill: bool = True
     enable_prefix_caching: bool = False
+    offload_blocks: int = 0  # KV blocks the host-memory tier holds (0: no KV offload)
+    load_s_per_block: float = 0.0  # seconds to load one block back from the host tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class StepPlan:
     prefill_reqs: tuple[RequestState, ...]  # requests computing a prompt chunk, in running order
     prefill_tokens: tuple[int, ...]  # tokens each of them computes this step
     preempted: tuple[RequestState, ...]  # requests preempted while planning this step
+    loaded_blocks: int = 0  # blocks loaded back from the host tier for this step's admissions
 
 
 class Scheduler:
@@ -68,7 +71,8 @@ class Scheduler:
             raise ValueError("max_num_batched_tokens must be >= max_num_seqs")
         self.config = config
         self.block_size = config.block_size
-        self.kv = KVBlockPool(config.num_blocks)
+        self.kv = KVBlockPool(config.num_blocks, config.offload_blocks)
+        self._loaded_blocks = 0  # blocks loaded from the host tier while planning the current step
         self.waiting: deque[RequestState] = deque()
         self.num_waiting = 0  # waiting requests that are not aborted (the deque drops aborted ones lazily)
         self.running: dict[int, RequestState] = {}  # req_id -> state, in admission order
@@ -191,6 +195,7 @@ class Scheduler:
             req.num_blocks += need
         self._take_blocks(decode_needs)
 
+        self._loaded_blocks = 0
         if not preempted:
             self._admit_waiting(budget, prefill_reqs, chunks)
 
@@ -204,7 +209,9 @@ class Scheduler:
             prefill_context_tokens=contexts,
             num_sampled_seqs=num_decode + completing,
         )
-        return StepPlan(step, batch, tuple(prefill_reqs), tuple(chunks), tuple(preempted))
+        return StepPlan(
+            step, batch, tuple(prefill_reqs), tuple(chunks), tuple(preempted), self._loaded_blocks
+        )
 
     def _take_blocks(self, num_blocks: int) -> None:
         if not self.kv.allocate(num_blocks):
@@ -220,12 +227,15 @@ class Scheduler:
             if req.status == Status.FAILED:  # aborted while waiting
                 waiting.popleft()
                 continue
-            hits = 0
+            hits = loaded = 0
             hashes = req.block_hashes
             if hashes is not None and self.config.enable_prefix_caching:
                 # at least one token is computed: a full hit recomputes the last block's tokens
-                hits = self.kv.longest_hit(hashes, (req.num_tokens - 1) // bs)
-            computed = hits * bs
+                most = (req.num_tokens - 1) // bs
+                hits = self.kv.longest_hit(hashes, most)
+                if self.kv.cpu_capacity:
+                    loaded = self.kv.offloaded_hit(hashes, hits, most)
+            computed = (hits + loaded) * bs
             remaining = req.num_tokens - computed
             n = min(remaining, budget)
             if n < remaining and not self.config.enable_chunked_prefill:
@@ -243,6 +253,15 @@ class Scheduler:
                 req.num_computed_tokens = computed
             if not self.kv.allocate(need):
                 break
+            if loaded:  # blocks loaded from the host tier: the request's own, cached again on the device
+                assert hashes is not None
+                for h in hashes[hits : hits + loaded]:
+                    if self.kv.cache(h):
+                        req.cached_hashes.append(h)
+                req.num_hashed_blocks = hits + loaded
+                req.num_computed_tokens = computed
+                self.kv.cpu_hit_blocks += loaded
+                self._loaded_blocks += loaded
             waiting.popleft()
             self.num_waiting -= 1
             if req.num_cached_tokens < 0:

@@ -81,6 +81,16 @@ class XlaSpec(StrictModel):
         return values
 
 
+class KVOffloadSpec(StrictModel):
+    """vLLM's KV offloading connector: cached blocks evicted from the device are kept in host memory and
+    loaded back over the host link (PCIe) when a later prompt starts with them, instead of recomputed."""
+
+    cpu_gib: float = Field(..., gt=0, description="Host memory for offloaded KV blocks, GiB per replica.")
+    bandwidth_gbs: float | None = Field(
+        None, gt=0, description="Host-link bandwidth per chip, GB/s one way (default: the chip's PCIe link)."
+    )
+
+
 class EngineSpec(StrictModel):
     """vLLM engine knobs. Each left out takes vLLM's default for the hardware (sim/resolve.py cites them)."""
 
@@ -109,6 +119,9 @@ class EngineSpec(StrictModel):
         "workload.prefix, workload.conversations, or traces with token ids or block hash ids.",
     )
     num_gpu_blocks_override: int | None = Field(None, ge=1, description="Force the KV capacity in blocks.")
+    kv_offload: KVOffloadSpec | None = Field(
+        None, description="A host-memory tier for prefix-cached KV blocks (off by default; see kv_offload)."
+    )
     tokenize_s_per_token: float | None = Field(
         None,
         ge=0,
