@@ -63,6 +63,25 @@ XLA = {
     },
 }
 
+MULTITURN = {
+    "name": "bench_multiturn",
+    "model": "llama-3.1-8b",
+    "hardware": "h100",
+    "engine": {"max_model_len": 65536},
+    "fleet": {"replicas": 8, "router": "prefix_aware"},
+    "workload": {
+        "lengths": {"kind": "sharegpt_like", "max_prompt_len": 1024},
+        "arrivals": {"rate": 16},
+        "prefix": {"tenants": 8, "tokens": 1000},
+        "conversations": {"turns": 5, "think_time_s": 5},
+    },
+}
+MULTITURN_NO_CACHE = {
+    **MULTITURN,
+    "name": "bench_multiturn_no_cache",
+    "engine": {"max_model_len": 65536, "enable_prefix_caching": False},
+}
+
 BENCHMARKS = {
     "single_replica_10k": (SINGLE, 10_000),
     "single_replica_100k": (SINGLE, 100_000),
@@ -70,6 +89,8 @@ BENCHMARKS = {
     "fleet64_1m": (FLEET64, 1_000_000),
     "flash_spike_mc": ("scenarios/flash_spike.yaml", 100),
     "xla_buckets": (XLA, 100_000),
+    "multiturn_100k": (MULTITURN, 100_000),
+    "multiturn_no_cache_100k": (MULTITURN_NO_CACHE, 100_000),
 }
 
 

@@ -95,11 +95,25 @@ class KVBlockPool:
         """How many leading blocks of `hashes` (at most max_blocks) are cached."""
         refs = self.refs
         k = 0
-        for h in hashes[:max_blocks]:
-            if h not in refs:
+        for h in hashes:
+            if k >= max_blocks or h not in refs:
                 break
             k += 1
         return k
+
+    def hit_and_evictable(self, hashes: Sequence[int], max_blocks: int) -> tuple[int, int]:
+        """(longest_hit, how many of those blocks nobody holds), in one pass (admission needs both)."""
+        refs = self.refs
+        k = idle = 0
+        for h in hashes:
+            if k >= max_blocks:
+                break
+            r = refs.get(h)
+            if r is None:
+                break
+            k += 1
+            idle += r == 0
+        return k, idle
 
     def offloaded_hit(self, hashes: Sequence[int], start: int, max_blocks: int) -> int:
         """How many blocks of `hashes` from index `start` on (up to max_blocks in all) the host tier holds."""
@@ -109,20 +123,18 @@ class KVBlockPool:
             k += 1
         return k - start
 
-    def num_evictable(self, hashes: Sequence[int]) -> int:
-        """How many of these cached blocks nobody holds (taking them uses up free blocks)."""
-        refs = self.refs
-        return sum(1 for h in hashes if refs[h] == 0)
-
     def take_cached(self, hashes: Sequence[int]) -> None:
         """A request takes these cached blocks (found by longest_hit): unreferenced ones stop being
         evictable and leave the free count."""
         refs, evictable = self.refs, self.evictable
+        taken = 0
         for h in hashes:
-            if refs[h] == 0:
+            r = refs[h]
+            if r == 0:
                 del evictable[h]
-                self.num_free_blocks -= 1
-            refs[h] += 1
+                taken += 1
+            refs[h] = r + 1
+        self.num_free_blocks -= taken
         self.hit_blocks += len(hashes)
 
     def cache(self, block_hash: int) -> bool:
@@ -137,11 +149,14 @@ class KVBlockPool:
         """A request lets go of cached blocks, last block first (so a request's tail is evicted before its
         head, as vLLM frees in reverse order)."""
         refs, evictable = self.refs, self.evictable
+        freed = 0
         for h in reversed(hashes):
-            refs[h] -= 1
-            if refs[h] == 0:
+            r = refs[h] - 1
+            refs[h] = r
+            if r == 0:
                 evictable[h] = None
-                self.num_free_blocks += 1
+                freed += 1
+        self.num_free_blocks += freed
         if self.num_free_blocks > self.num_blocks:
             raise AssertionError("KV blocks freed twice: more free blocks than the pool holds")
 

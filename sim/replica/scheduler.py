@@ -227,12 +227,12 @@ class Scheduler:
             if req.status == Status.FAILED:  # aborted while waiting
                 waiting.popleft()
                 continue
-            hits = loaded = 0
+            hits = loaded = idle = 0
             hashes = req.block_hashes
             if hashes is not None and self.config.enable_prefix_caching:
                 # at least one token is computed: a full hit recomputes the last block's tokens
                 most = (req.num_tokens - 1) // bs
-                hits = self.kv.longest_hit(hashes, most)
+                hits, idle = self.kv.hit_and_evictable(hashes, most)
                 if self.kv.cpu_capacity:
                     loaded = self.kv.offloaded_hit(hashes, hits, most)
             computed = (hits + loaded) * bs
@@ -245,7 +245,7 @@ class Scheduler:
                 # the hit blocks are taken first (unreferenced ones leave the free count), so allocating the
                 # new blocks can never evict them
                 assert hashes is not None
-                if need > self.kv.num_free_blocks - self.kv.num_evictable(hashes[:hits]):
+                if need > self.kv.num_free_blocks - idle:
                     break
                 self.kv.take_cached(hashes[:hits])
                 req.cached_hashes = list(hashes[:hits])

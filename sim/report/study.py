@@ -48,6 +48,7 @@ HEADLINE = [  # (metric, column title, format)
     ("peak_waiting", "peak queue", "{:.0f}"),
     ("replica_hours", "replica-h", "{:.2f}"),
     ("usd_per_1m_good_requests", "$/1M good", "{:.2f}"),
+    ("prefix_cache_hit_rate", "cache hits", "{:.0%}"),
 ]
 
 

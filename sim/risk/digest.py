@@ -71,6 +71,8 @@ def digest(result: SimulationResult, label: str = "", run: int = 0) -> RunDigest
         "replica_hours": cost.replica_hours,
         "chip_hours": cost.chip_hours,
     }
+    if result.workload.identity is not None:  # the workload can hit the prefix cache
+        metrics["prefix_cache_hit_rate"] = summary["prefix_cache_hit_rate"]
     if cost.cost_usd is not None:
         metrics["cost_usd"] = cost.cost_usd
         per_million = cost.usd_per_1m_good_requests

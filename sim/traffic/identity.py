@@ -18,6 +18,7 @@ equal hashes and (up to 64-bit collisions) different ones differ. Only full bloc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 _MAX_BLOCK_TOKENS = 1024
 _MAX_BLOCKS = 1 << 16
+PIECE_CACHE = 50_000  # pieces whose token values are kept for reuse (a conversation's history)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -61,7 +63,7 @@ def block_hashes_of_tokens(tokens: np.ndarray, block_size: int) -> list[int]:
     with np.errstate(over="ignore"):
         contents = (blocks * _POSITION[:block_size]).sum(axis=1, dtype=np.uint64)
         chained = np.cumsum(contents * _BLOCK[:full], dtype=np.uint64)
-    return [int(h) for h in chained]
+    return chained.tolist()
 
 
 def block_hashes(pieces: Sequence[tuple[int, int, int]], block_size: int) -> list[int]:
@@ -90,13 +92,26 @@ class TokenIdentity(ABC):
 
 
 class PieceIdentity(TokenIdentity):
-    """Requests described by (source, offset, length) pieces: shared system prompts, conversations."""
+    """Requests described by (source, offset, length) pieces: shared system prompts, conversations. A
+    piece's token values are computed once and reused by every request that contains it (a conversation
+    resends its history on every turn)."""
 
     def __init__(self, pieces: list[list[tuple[int, int, int]]]):
         self.pieces = pieces
+        self._values: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
+
+    def _piece(self, piece: tuple[int, int, int]) -> np.ndarray:
+        values = self._values.get(piece)
+        if values is None:
+            values = self._values[piece] = token_values([piece])
+            if len(self._values) > PIECE_CACHE:
+                self._values.popitem(last=False)
+        return values
 
     def block_hashes(self, index: int, block_size: int) -> list[int]:
-        return block_hashes(self.pieces[index], block_size)
+        parts = [self._piece(p) for p in self.pieces[index] if p[2] > 0]
+        tokens = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+        return block_hashes_of_tokens(tokens, block_size)
 
 
 class TokenIdIdentity(TokenIdentity):
