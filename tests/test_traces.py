@@ -85,8 +85,8 @@ def test_conversations_resend_history_and_follow_their_previous_turn(tmp_path):
 def test_rate_scale_and_window(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("arrival_s,input_tokens,output_tokens\n" + "".join(f"{10 + i},5,5\n" for i in range(10)))
-    t = _load(path, rate_scale=2.0, start_s=1.0, end_s=3.0)
-    assert t.arrival_s.tolist() == [0.0, 0.5, 1.0, 1.5]  # times 0..4.5 after scaling, kept [1, 3), from 0
+    t = _load(path, rate_scale=2.0, start_s=6.0, end_s=8.0)
+    assert t.arrival_s.tolist() == [0.0, 0.5, 1.0, 1.5]  # times 5..9.5 after scaling; [6, 8) kept, from 0
 
 
 @pytest.mark.parametrize(

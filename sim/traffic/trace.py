@@ -13,7 +13,8 @@ Each format maps its own columns onto what a request needs (docs/workloads.md ha
 |                |                        | first turn; think_time_s before | output_tokens                       | (pieces)              |
 |                |                        | each later one (0 if absent)    |                                     |                       |
 
-`format: auto` picks by the columns. Times start at 0 (the first request); `rate_scale` divides them (2 =
+`format: auto` picks by the columns. Traces on a clock of their own (all but servesim and conversations)
+are shifted to start at 0 (the first request); `rate_scale` divides the times (2 =
 twice the rate); `start_s` / `end_s` keep a window of the trace. A bad value names the file, line and
 column, and nothing is half-loaded: the trace is checked whole before anything is returned.
 """
@@ -110,6 +111,7 @@ def _show(value) -> str:
 class TraceFormat(ABC):
     name: str
     columns: tuple[str, ...]  # the columns it needs (and recognises itself by)
+    clock_origin: bool = True  # its times are on a clock of its own: shift them to start at 0
 
     def matches(self, frame: pd.DataFrame) -> bool:
         return all(c in frame.columns for c in self.columns)
@@ -130,6 +132,7 @@ def _check_columns(fmt: TraceFormat, path: Path, frame: pd.DataFrame) -> None:
 class ServesimFormat(TraceFormat):
     name = "servesim"
     columns = ("arrival_s", "input_tokens", "output_tokens")
+    clock_origin = False  # simulated seconds, as written
 
     def read(self, path, frame):
         arrival = _numbers(path, frame, "arrival_s", integer=False, low=0)
@@ -220,6 +223,7 @@ class TokenIdsFormat(TraceFormat):
 class ConversationsFormat(TraceFormat):
     name = "conversations"
     columns = ("conversation_id", "turn", "arrival_s", "input_tokens", "output_tokens")
+    clock_origin = False
 
     def read(self, path, frame):
         turn = _numbers(path, frame, "turn", integer=True, low=1)
@@ -311,12 +315,12 @@ def load_trace(spec: TraceLengths) -> TraceData:
     data = fmt.read(path, frame)
     if not len(data.arrival_s):
         raise InputError(f"trace {path} has no requests", _FIELD)
-    return _window(data, spec)
+    return _window(data, spec, data.arrival_s.min() if fmt.clock_origin else 0.0)
 
 
-def _window(data: TraceData, spec: TraceLengths) -> TraceData:
-    """Start at 0, divide times by rate_scale, keep [start_s, end_s) of the scaled trace, sort by arrival."""
-    arrival = (data.arrival_s - data.arrival_s.min()) / spec.rate_scale
+def _window(data: TraceData, spec: TraceLengths, origin: float) -> TraceData:
+    """Times from `origin`, divided by rate_scale; keep [start_s, end_s) of the scaled trace; sort by arrival."""
+    arrival = (data.arrival_s - origin) / spec.rate_scale
     keep = arrival >= spec.start_s
     if spec.end_s is not None:
         keep &= arrival < spec.end_s
