@@ -38,6 +38,7 @@ TPU_HINT = 'pip install "servesim[tpu]"  (jax==0.10.2 with its libtpu)'
 GENERATIONS = {"tpu-v5e": "v5e", "tpu-v6e": "v6e", "tpu-v5p": "v5p"}
 CONTEXTS = (256, 1024, 4096)  # decode contexts sampled at every bucket (those within max_model_len)
 PRIOR_CONTEXT = 2048  # a prefill chunk after this many computed tokens, beside one from scratch
+FULL_DEPTH_KV_TOKENS = 65536  # KV tokens of a full-depth compile's probe batch, at most
 REFERENCE = "the llama-3.1-8b serving step at one layer, 256 tokens, TP1, for v6e"
 
 
@@ -306,7 +307,10 @@ def _serving_compiles(
     skipped: list[str] = []
     for t in buckets:
         s = seq_bucket(min(t, max_num_seqs))
-        batch = ts.batch_for("decode" if t <= max_num_seqs else "prefill", t, s, 1024)
+        # contexts of 1024 tokens, at most FULL_DEPTH_KV_TOKENS in all: a probe whose KV pages alone exceed
+        # HBM (256 x 1024 tokens of Llama-3.1-8B: 34 GB) tells nothing about the bucket's compile
+        context = max(16, min(1024, FULL_DEPTH_KV_TOKENS // s))
+        batch = ts.batch_for("decode" if t <= max_num_seqs else "prefill", t, s, context)
 
         def work(batch=batch, s=s) -> dict[str, Any]:
             import jax
