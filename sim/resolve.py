@@ -11,13 +11,20 @@ is checked here and raised as an InputError naming the field to change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sim import catalog
 from sim.architecture import ModelArchitecture
 from sim.cost.base import DeviceTimeModel, StepCostModel
 from sim.cost.collectives import TPLink, resolve_link
-from sim.cost.factory import CostInputs, CostSettings, build_step_model, check_profile_matches, resolve_cost
+from sim.cost.factory import (
+    COST_MODELS,
+    CostInputs,
+    CostSettings,
+    build_step_model,
+    check_profile_matches,
+    resolve_cost,
+)
 from sim.cost.spec import RooflineCost
 from sim.errors import InputError
 from sim.fleet.settings import FleetSettings
@@ -25,6 +32,7 @@ from sim.hardware import HardwareSpec
 from sim.hardware_kinds import HARDWARE_KINDS, KVSizing
 from sim.metrics.slo import SLO
 from sim.profile import Profile
+from sim.replica.acceptance import SpeculativeDecoding
 from sim.replica.memory import GIB, MemoryPlan, estimate_activation_bytes, plan_memory
 from sim.replica.scheduler import SchedulerConfig
 from sim.runtime.engine import ResolvedEngine, resolve_engine
@@ -57,6 +65,7 @@ class ResolvedScenario:
     profile: Profile | None  # the scenario's calibration profile, read and validated once here
     kv_offload: OffloadPlan | None  # the host-memory KV tier, when the engine has one
     provenance: dict[str, str]  # "section.knob" -> where its value came from
+    speculative: SpeculativePlan | None = None  # speculative decoding, when the engine has it
 
     @property
     def replicas_per_host(self) -> int:
@@ -78,7 +87,17 @@ class ResolvedScenario:
             enable_prefix_caching=self.engine.enable_prefix_caching,
             offload_blocks=offload.blocks if offload is not None else 0,
             load_s_per_block=offload.load_s_per_block if offload is not None else 0.0,
+            speculative=self.speculative.decoding(self.seed) if self.speculative is not None else None,
         )
+
+    def build_drafter(self) -> DeviceTimeModel | None:
+        """The speculative proposer's device-time model (None: no proposer on the device)."""
+        plan = self.speculative
+        if plan is None or plan.drafter is None or plan.drafter_cost is None:
+            return None
+        model = build_step_model(plan.drafter_cost, plan.drafter, self.hardware, self.tp, self.link)
+        assert isinstance(model, DeviceTimeModel)
+        return model
 
     @property
     def step_times(self) -> str:
@@ -221,6 +240,77 @@ def _with_dtypes(arch: ModelArchitecture, sc: Scenario) -> ModelArchitecture:
 
 
 @dataclass(frozen=True)
+class SpeculativePlan:
+    """Speculative decoding, resolved: what the scheduler draws from and what prices the proposer."""
+
+    method: str
+    num_speculative_tokens: int
+    acceptance: tuple[float, ...]  # per proposed position
+    drafter: ModelArchitecture | None  # the model that proposes on the device (None: ngram, on the host)
+    drafter_cost: CostSettings | None  # its datasheet roofline on the target's hardware
+
+    def decoding(self, seed: int) -> SpeculativeDecoding:
+        return SpeculativeDecoding(self.num_speculative_tokens, self.acceptance, seed)
+
+
+EAGLE_DEFAULT_ACCEPTANCE = 0.55  # docs/references.md#speculative-decoding
+
+
+def _speculative(
+    sc: Scenario, arch: ModelArchitecture, hw: HardwareSpec, engine, cost_inputs: CostInputs, prov: dict
+) -> SpeculativePlan | None:
+    spec = sc.engine.speculative
+    if spec is None:
+        prov["engine.speculative"] = "off (vLLM's default)"
+        return None
+    k = spec.num_speculative_tokens
+    field = "engine.speculative"
+    if engine.max_num_batched_tokens < engine.max_num_seqs * (1 + k):
+        raise InputError(
+            f"max_num_batched_tokens {engine.max_num_batched_tokens} cannot hold max_num_seqs "
+            f"{engine.max_num_seqs} x (1 + {k}) verify tokens; lower k or max_num_seqs, or raise the budget",
+            field + ".num_speculative_tokens",
+        )
+    rate = spec.acceptance_rate
+    if rate is None:
+        if spec.method != "eagle":
+            raise InputError(
+                f"{spec.method}'s acceptance depends on the workload and drafter: give acceptance_rate",
+                field + ".acceptance_rate",
+            )
+        rate, source = EAGLE_DEFAULT_ACCEPTANCE, "EAGLE-3 default (docs/references.md#speculative-decoding)"
+    else:
+        source = "scenario"
+    acceptance = tuple(rate) if isinstance(rate, list) else (float(rate),) * k
+    drafter: ModelArchitecture | None = None
+    if spec.method == "eagle":
+        drafter = arch.model_copy(update={"name": f"{arch.name} EAGLE head", "num_layers": 1})
+    elif spec.method == "draft_model":
+        assert spec.draft_model is not None
+        try:
+            drafter = _with_dtypes(lookup_model(spec.draft_model), sc)
+        except InputError as error:
+            raise InputError(error.message, field + ".draft_model") from None
+        if drafter.vocab_size != arch.vocab_size:
+            raise InputError(
+                f"draft model {drafter.name} has a vocabulary of {drafter.vocab_size}, the target "
+                f"{arch.vocab_size}: proposals must be the target's tokens",
+                field + ".draft_model",
+            )
+    drafter_cost = None
+    if drafter is not None:
+        inputs = replace(cost_inputs, model=drafter, profile=None, profile_path=None)
+        drafter_cost = COST_MODELS["roofline"].resolve(RooflineCost(), inputs)
+    mean = SpeculativeDecoding(k, acceptance).mean_tokens_per_step
+    prov[field] = (
+        f"{spec.method}, k = {k}, acceptance {', '.join(f'{p:g}' for p in acceptance)} ({source}): "
+        f"{mean:.2f} tokens per step on average; proposer "
+        + (f"{drafter.name} priced by the datasheet roofline" if drafter is not None else "on the host")
+    )
+    return SpeculativePlan(spec.method, k, acceptance, drafter, drafter_cost)
+
+
+@dataclass(frozen=True)
 class OffloadPlan:
     blocks: int  # KV blocks the host tier holds
     load_s_per_block: float  # one block back over the host link (each chip loads its own shard at once)
@@ -287,17 +377,16 @@ def resolve(sc: Scenario) -> ResolvedScenario:
     prov["profile"] = choice.reason
     measured = profile.collectives if profile is not None else []
     link = resolve_link(hw, tp, sc.fleet.interconnect, sc.fleet.collective_jitter_sigma, measured)
-    cost = resolve_cost(
-        sc.cost_model,
-        CostInputs(
-            model=arch,
-            hardware=hw,
-            catalog_section=kind.catalog_section,
-            tp=tp,
-            profile=profile,
-            profile_path=profile_path,
-        ),
+    cost_inputs = CostInputs(
+        model=arch,
+        hardware=hw,
+        catalog_section=kind.catalog_section,
+        tp=tp,
+        profile=profile,
+        profile_path=profile_path,
     )
+    cost = resolve_cost(sc.cost_model, cost_inputs)
+    speculative = _speculative(sc, arch, hw, engine, cost_inputs, prov)
     if profile is not None and profile_path is not None:
         on = hardware_name if isinstance(sc.hardware, str) else None
         check_profile_matches(
@@ -366,4 +455,5 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         profile=profile,
         kv_offload=_offload(sc, hw, memory, tp, prov),
         provenance=prov,
+        speculative=speculative,
     )

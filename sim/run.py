@@ -11,13 +11,14 @@ import gc
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import simpy
 
 from sim.cost.base import DeviceTimeModel, StepCostModel
+from sim.cost.speculative import SpeculativeStepCost
 from sim.fleet.autoscaler import Autoscaler
 from sim.fleet.fleet import Fleet
 from sim.fleet.sampler import StateSampler
@@ -106,12 +107,22 @@ def run_simulation(
         def make_cost_model(replica_id: int) -> StepCostModel:
             return settings.build(device, replica_id, seed)
 
+    scheduler_config = resolved.scheduler_config
+    price_steps = make_cost_model
+    plan = resolved.speculative
+    if plan is not None:  # the run's seed draws acceptances; a proposer adds its time to each step
+        scheduler_config = replace(scheduler_config, speculative=plan.decoding(seed))
+        drafter = resolved.build_drafter()
+
+        def price_steps(replica_id: int) -> StepCostModel:
+            return SpeculativeStepCost(make_cost_model(replica_id), drafter, plan.num_speculative_tokens)
+
     env = simpy.Environment()
     fleet = Fleet(
         env,
         resolved.fleet,
-        resolved.scheduler_config,
-        make_cost_model,
+        scheduler_config,
+        price_steps,
         workload,
         seed=seed,
         startup=new_replica_start,

@@ -43,10 +43,13 @@ class StepBatch:
     num_sampled_seqs: int  # sequences that sample a token at the end of the step
     num_padding_tokens: int = 0  # dummy token rows a static-shape runtime adds to reach its bucket
     num_padding_seqs: int = 0  # dummy request rows (logits/sampling padded to a request bucket)
+    # Query tokens per decode sequence: 1, or 1 + k when speculative decoding verifies k proposed tokens (the
+    # decode context then counts all of them: the last one attends computed + 1 + k tokens).
+    decode_query_tokens: int = 1
 
     @property
     def num_tokens(self) -> int:
-        return self.num_decode_seqs + sum(self.prefill_new_tokens)
+        return self.num_decode_seqs * self.decode_query_tokens + sum(self.prefill_new_tokens)
 
     @property
     def num_seqs(self) -> int:
@@ -55,9 +58,13 @@ class StepBatch:
     def work(self) -> tuple[int, int, int]:
         """(tokens computed, causal (query, key) pairs attended, KV tokens read) -- the features every
         step-cost model prices. A prefill chunk of n new tokens after p computed ones attends
-        n*p + n(n+1)/2 pairs and reads its whole context p + n."""
-        tokens = self.num_decode_seqs
+        n*p + n(n+1)/2 pairs and reads its whole context p + n; a decode of q query tokens over a context c
+        (the q included) is the same causal block: q*c - q(q-1)/2 pairs."""
+        q = self.decode_query_tokens
+        tokens = self.num_decode_seqs * q
         pairs = kv_read = self.decode_context_tokens
+        if q > 1:
+            pairs = q * pairs - self.num_decode_seqs * q * (q - 1) // 2
         for new, ctx in zip(self.prefill_new_tokens, self.prefill_context_tokens, strict=True):
             tokens += new
             pairs += new * (ctx - new) + new * (new + 1) // 2
@@ -95,6 +102,7 @@ class StepCost:
     communication_s: float = 0.0  # tensor-parallel collectives, straggler jitter included
     overhead_s: float = 0.0  # host work per step (scheduling, launches, sampling bookkeeping)
     compile_stall_s: float = 0.0  # XLA compiling a shape it had not compiled, inside this step
+    proposer_s: float = 0.0  # speculative decoding's drafter proposing the next step's tokens
     num_tokens: int = 0  # real tokens computed
     padding_tokens: int = 0  # dummy tokens computed to reach a compiled shape
     extrapolated: bool = False  # priced beyond the measured range of a profile
@@ -117,6 +125,7 @@ class StepColumns:
     communication_s: FloatColumn
     overhead_s: FloatColumn
     compile_stall_s: FloatColumn
+    proposer_s: FloatColumn
     num_tokens: IntColumn
     padding_tokens: IntColumn
     extrapolated: BoolColumn

@@ -61,6 +61,7 @@ class StepLedger:
         "communication_s",
         "overhead_s",
         "compile_stall_s",
+        "proposer_s",
         "num_tokens",
         "padding_tokens",
         "extrapolated",
@@ -73,7 +74,7 @@ class StepLedger:
         self.compute_bound_steps = 0
         # Running totals, one per StepCost field.
         self.seconds = self.compute_s = self.memory_s = self.communication_s = 0.0
-        self.overhead_s = self.compile_stall_s = 0.0
+        self.overhead_s = self.compile_stall_s = self.proposer_s = 0.0
         self.num_tokens = self.padding_tokens = self.extrapolated = 0
 
     @property
@@ -92,6 +93,7 @@ class StepLedger:
         self.memory_s += cost.memory_s
         self.communication_s += cost.communication_s
         self.overhead_s += cost.overhead_s
+        self.proposer_s += cost.proposer_s
         self.num_tokens += cost.num_tokens
         self.padding_tokens += cost.padding_tokens
         self.extrapolated += cost.extrapolated
@@ -131,6 +133,7 @@ class StepLedger:
         self.seconds, self.compute_s, self.memory_s = seconds, compute, memory
         self.communication_s, self.overhead_s = communication, overhead
         self.compute_bound_steps += bound
+        self.proposer_s += sum(steps.proposer_s[:k])
         self.num_tokens += sum(steps.num_tokens[:k])
         self.padding_tokens += sum(steps.padding_tokens[:k])
         self.extrapolated += sum(steps.extrapolated[:k])
@@ -151,6 +154,7 @@ class StepLedger:
                 "communication_s": self.communication_s,
                 "overhead_s": self.overhead_s,
                 "compile_stall_s": self.compile_stall_s,
+                "proposer_s": self.proposer_s,
                 "num_tokens": self.num_tokens,
                 "padding_tokens": self.padding_tokens,
                 "extrapolated": self.extrapolated,

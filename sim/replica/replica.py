@@ -32,7 +32,8 @@ import simpy
 from sim.cost.base import IntColumn, StepColumns, StepCostModel
 from sim.replica.ledger import ReplicaStats, StepLedger
 from sim.replica.request import RequestState, Status
-from sim.replica.scheduler import Scheduler, SchedulerConfig
+from sim.replica.scheduler import SchedulerConfig
+from sim.replica.schedulers import make_scheduler
 
 MAX_RUN_STEPS = 256  # longest pure decode run priced at once (bounds the look-ahead work)
 TRUNCATE = "truncate run"
@@ -107,7 +108,7 @@ class Replica:
         outside reads or changes this replica (None: no event skipping, one event per step)."""
         self.env = env
         self.replica_id = replica_id
-        self.scheduler = Scheduler(config)
+        self.scheduler = make_scheduler(config)
         self.cost_model = cost_model
         self.request_timeout_s = request_timeout_s
         self.on_finished = on_finished
@@ -166,7 +167,7 @@ class Replica:
         self.outstanding = 0
         # A dead server holds nothing: its connections are closed, so a load balancer counting active
         # requests sees zero here until the crash is detected.
-        self.scheduler = Scheduler(sched.config)
+        self.scheduler = make_scheduler(sched.config)
         if self.process.is_alive:
             self.process.interrupt("crash")
         return held

@@ -50,6 +50,8 @@ class RequestState:
         "cached_hashes",
         "num_hashed_blocks",
         "num_cached_tokens",
+        "spec_emitted",
+        "spec_join_blocks",
     )
 
     def __init__(self, req_id: int, arrival_s: float, num_prompt_tokens: int, max_output_tokens: int):
@@ -81,6 +83,10 @@ class RequestState:
         self.cached_hashes: list[int] = []
         self.num_hashed_blocks = 0
         self.num_cached_tokens = -1
+        # Speculative decoding: output tokens emitted after each of the current decode stretch's steps
+        # (cumulative, [0] = 0), drawn when it joins the decode set, and the KV blocks it held then.
+        self.spec_emitted: list[int] = []
+        self.spec_join_blocks = 0
 
     def restart(self) -> None:
         """Start over for a retry on another replica: nothing computed, nothing streamed. Arrival time,

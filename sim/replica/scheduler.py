@@ -35,10 +35,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sim.cost.base import StepBatch
 from sim.replica.kv_cache import KVBlockPool, blocks_for
 from sim.replica.request import RequestState, Status
+
+if TYPE_CHECKING:
+    from sim.replica.acceptance import SpeculativeDecoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,7 @@ class SchedulerConfig:
     enable_prefix_caching: bool = False
     offload_blocks: int = 0  # KV blocks the host-memory tier holds (0: no KV offload)
     load_s_per_block: float = 0.0  # seconds to load one block back from the host tier
+    speculative: SpeculativeDecoding | None = None  # speculative decoding (sim/replica/speculative.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,10 @@ class StepPlan:
 
 
 class Scheduler:
+    # Query tokens each decode sequence computes per step: 1 here; 1 + k with speculative decoding, whose
+    # scheduler (sim/replica/speculative.py) overrides the decode-set hooks marked below.
+    decode_query_tokens = 1
+
     def __init__(self, config: SchedulerConfig):
         if config.max_num_batched_tokens < config.max_num_seqs:
             raise ValueError("max_num_batched_tokens must be >= max_num_seqs")
@@ -106,32 +115,64 @@ class Scheduler:
     # ---- decode-set helpers --------------------------------------------------------------------------
     def _decode_computed(self, req: RequestState, step: int) -> int:
         """Computed tokens of a decode request at the start of `step`."""
-        return req.decode_start_computed + step - req.decode_start_step
+        return req.decode_start_computed + self._decode_emitted(req, step - req.decode_start_step)
 
     def _decode_phase(self, req: RequestState) -> int:
         return (req.decode_start_computed - req.decode_start_step) % self.block_size
 
+    # -- decode-set hooks (one token per request per step here) --
+    def _decode_steps(self, req: RequestState) -> int:
+        """Decode steps req needs from now on to emit the rest of its output."""
+        return req.max_output_tokens - req.num_output_tokens
+
+    def _decode_emitted(self, req: RequestState, steps: int) -> int:
+        """Output tokens req has emitted after `steps` of its decode steps."""
+        return steps
+
+    def _decode_blocks_held(self, req: RequestState, step: int) -> int:
+        """KV blocks a decode request holds at the start of `step`, before that step takes its own."""
+        return blocks_for(self._decode_computed(req, step), self.block_size)
+
+    def _decode_block_needs(self, step: int) -> int:
+        """KV blocks the whole decode set takes at the start of `step`."""
+        return self._phase_counts[(-step) % self.block_size] if self.num_decode else 0
+
+    def _decode_block_need(self, req: RequestState, step: int) -> int:
+        """KV blocks one decode request takes at the start of `step`."""
+        return int(self._decode_computed(req, step) % self.block_size == 0)
+
+    def _decode_growth(self, step: int) -> int:
+        """Tokens the decode set's contexts grow by with `step`."""
+        return self.num_decode
+
+    def _track_decode(self, req: RequestState, step: int, sign: int) -> None:
+        """Add (sign 1, at joining) or remove (sign -1, from `step` on) req's share of the decode indexes."""
+        self._phase_counts[self._decode_phase(req)] += sign
+
+    # --
     def _join_decode(self, req: RequestState, step: int) -> None:
         """req decodes from `step` on; its last token comes at finish_step."""
         req.status = Status.DECODE
         req.decode_start_step = step
         req.decode_start_computed = req.num_computed_tokens
         req.decode_start_output = req.num_output_tokens
-        req.finish_step = step + req.max_output_tokens - req.num_output_tokens - 1
+        req.finish_step = step + self._decode_steps(req) - 1
         self.num_decode += 1
         self.decode_computed_sum += req.num_computed_tokens
-        self._phase_counts[self._decode_phase(req)] += 1
+        self._track_decode(req, step, 1)
         self._finishing.setdefault(req.finish_step, []).append(req)
 
     def _leave_decode(self, req: RequestState, step: int) -> None:
         """Materialise req's counters as of the start of `step` and drop it from the running sums."""
         computed = self._decode_computed(req, step)
+        req.num_blocks = self._decode_blocks_held(req, step)
         req.num_computed_tokens = computed
-        req.num_output_tokens = req.decode_start_output + step - req.decode_start_step
-        req.num_blocks = blocks_for(computed, self.block_size)
+        req.num_output_tokens = req.decode_start_output + self._decode_emitted(
+            req, step - req.decode_start_step
+        )
         self.num_decode -= 1
         self.decode_computed_sum -= computed
-        self._phase_counts[self._decode_phase(req)] -= 1
+        self._track_decode(req, step, -1)
         req.finish_step = -1  # invalidates its entry in self._finishing
 
     def _close_segment(self, req: RequestState, last_step: int) -> None:
@@ -163,8 +204,9 @@ class Scheduler:
         """Plan the next step. The plan may be empty (nothing runnable); the caller then waits for work."""
         step = self.step_index
         bs = self.block_size
-        budget = self.config.max_num_batched_tokens - self.num_decode
-        decode_needs = self._phase_counts[(-step) % bs] if self.num_decode else 0
+        q = self.decode_query_tokens
+        budget = self.config.max_num_batched_tokens - self.num_decode * q
+        decode_needs = self._decode_block_needs(step)
 
         # Chunks for running requests that are still prefilling (they follow every decode in running order).
         chunks: list[int] = []
@@ -182,8 +224,8 @@ class Scheduler:
         while self.running and decode_needs + sum(chunk_needs) > self.kv.num_free_blocks:
             victim = self.running[next(reversed(self.running))]
             if victim.status == Status.DECODE:
-                decode_needs -= self._decode_computed(victim, step) % bs == 0
-                budget += 1
+                decode_needs -= self._decode_block_need(victim, step)
+                budget += q
             elif len(chunks) == len(self.prefilling):  # the victim is the last prefill and had a chunk
                 budget += chunks.pop()
                 chunk_needs.pop()
@@ -204,10 +246,11 @@ class Scheduler:
         completing = sum(1 for req, ctx in zip(prefill_reqs, contexts, strict=True) if ctx == req.num_tokens)
         batch = StepBatch(
             num_decode_seqs=num_decode,
-            decode_context_tokens=self.decode_computed_sum + num_decode,
+            decode_context_tokens=self.decode_computed_sum + num_decode * q,
             prefill_new_tokens=tuple(chunks),
             prefill_context_tokens=contexts,
             num_sampled_seqs=num_decode + completing,
+            decode_query_tokens=q,
         )
         return StepPlan(
             step, batch, tuple(prefill_reqs), tuple(chunks), tuple(preempted), self._loaded_blocks
@@ -280,7 +323,7 @@ class Scheduler:
         step = plan.step_index
         finished: list[RequestState] = []
         self.num_computed_tokens_total += plan.batch.num_tokens
-        self.decode_computed_sum += self.num_decode
+        self.decode_computed_sum += self._decode_growth(step)
         for req in self._finishing.pop(step, ()):
             if req.status == Status.DECODE and req.finish_step == step:
                 self._leave_decode(req, step + 1)
@@ -419,7 +462,7 @@ class Scheduler:
         for req in self.running.values():
             blocks = req.num_blocks
             if req.status == Status.DECODE:
-                blocks = blocks_for(self._decode_computed(req, step), self.block_size)
+                blocks = self._decode_blocks_held(req, step)
             used += blocks - len(req.cached_hashes)  # cached blocks are counted once, below, however shared
             if req.status != Status.DECODE:
                 assert req.num_computed_tokens <= req.num_tokens

@@ -39,7 +39,7 @@ class CudaRuntime(StepCostModel):
         self.keeps_step_state = jitter.active  # pricing draws jitter factors, which retract gives back
 
     def step_cost(self, batch: StepBatch) -> StepCost:
-        n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)
+        n = batch.num_tokens
         overhead = self.device.overhead_s
         if n > self.max_capture:
             pad, pad_seqs = 0, 0
@@ -47,7 +47,7 @@ class CudaRuntime(StepCostModel):
         else:
             pad = padding_to(self.capture_sizes, n)
             uniform_decode = not batch.prefill_new_tokens
-            pad_seqs = pad if uniform_decode else 0
+            pad_seqs = pad // batch.decode_query_tokens if uniform_decode else 0
             if not uniform_decode:
                 overhead += self.piecewise_overhead_s
         parts = self.device.parts(batch, pad, pad_seqs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from sim.registry import RegistryKey
 from sim.strict import StrictModel
@@ -91,6 +91,44 @@ class KVOffloadSpec(StrictModel):
     )
 
 
+class SpeculativeSpec(StrictModel):
+    """vLLM's speculative decoding (--speculative-config): k proposed tokens verified per request per step."""
+
+    method: Literal["ngram", "eagle", "draft_model"] = Field(
+        ...,
+        description="Proposer: ngram (prompt lookup), eagle (a draft head), draft_model (a smaller model).",
+    )
+    num_speculative_tokens: int = Field(..., ge=1, le=16, description="k, the tokens proposed per step.")
+    acceptance_rate: float | list[float] | None = Field(
+        None,
+        description="Probability that proposal i passes given the ones before it did: one rate for every "
+        "position or one per position. Default for eagle only: 0.55 (a mean of about 2 tokens per step at "
+        "k = 3, as published for EAGLE-3 drafters); ngram and draft_model depend on the workload and the "
+        "drafter, so give it.",
+    )
+    draft_model: str | None = Field(None, description="Catalog model that drafts (method draft_model).")
+
+    @field_validator("acceptance_rate")
+    @classmethod
+    def _rates(cls, value):
+        rates = value if isinstance(value, list) else [value] if value is not None else []
+        if any(not 0.0 <= r <= 1.0 for r in rates):
+            raise ValueError("acceptance rates are probabilities in [0, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        rate = self.acceptance_rate
+        if isinstance(rate, list) and len(rate) != self.num_speculative_tokens:
+            raise ValueError(
+                f"acceptance_rate has {len(rate)} positions for num_speculative_tokens "
+                f"{self.num_speculative_tokens}"
+            )
+        if (self.method == "draft_model") != (self.draft_model is not None):
+            raise ValueError("draft_model names the drafter of method draft_model, and only of it")
+        return self
+
+
 class EngineSpec(StrictModel):
     """vLLM engine knobs. Each left out takes vLLM's default for the hardware (sim/resolve.py cites them)."""
 
@@ -140,6 +178,9 @@ class EngineSpec(StrictModel):
         None,
         gt=0,
         description="KV cache per chip, GiB, instead of deriving it (required on CPU: VLLM_CPU_KVCACHE_SPACE).",
+    )
+    speculative: SpeculativeSpec | None = Field(
+        None, description="Speculative decoding (off by default; see speculative)."
     )
     cuda: CudaSpec = Field(default_factory=CudaSpec, description="CUDA-path knobs (see engine.cuda).")
     xla: XlaSpec = Field(default_factory=XlaSpec, description="XLA-path knobs (see engine.xla).")

@@ -64,7 +64,7 @@ class XlaRuntime(StepCostModel):
         return stall
 
     def step_cost(self, batch: StepBatch) -> StepCost:
-        n = batch.num_decode_seqs + sum(batch.prefill_new_tokens)
+        n = batch.num_tokens
         seqs = batch.num_decode_seqs + len(batch.prefill_new_tokens)
         t = pad_to(self.token_buckets, n)
         r = pad_to(self.request_buckets, seqs)
