@@ -15,7 +15,7 @@ from dataclasses import asdict
 import numpy as np
 
 from sim import __version__
-from sim.metrics.cost import capacity_cost
+from sim.metrics.cost import fleet_cost
 from sim.metrics.itl import request_itl
 from sim.run import SimulationResult
 from sim.runtime.settings import CudaSettings, XlaSettings
@@ -115,9 +115,15 @@ def fleet_block(result: SimulationResult) -> dict:
     """The fleet's history: replica lives, events, autoscaler decisions, capacity held and its cost."""
     log = dict(result.fleet_log)
     price = result.resolved.fleet.usd_per_chip_hour
-    cost = capacity_cost(log["replica_seconds"], result.resolved.tp, price, result.summary["good_requests"])
+    cost = fleet_cost(log, result.resolved.tp, price, result.summary["good_requests"])
     log |= cost.as_dict()
-    log["price_source"] = f"scenario (fleet.usd_per_chip_hour = {price})" if price is not None else None
+    if "pools" in log:
+        priced = [f"{p['pool']} {p['usd_per_chip_hour']}" for p in log["pools"] if p["usd_per_chip_hour"]]
+        log["price_source"] = (
+            f"scenario (fleet.usd_per_chip_hour per pool: {', '.join(priced)})" if priced else None
+        )
+    else:
+        log["price_source"] = f"scenario (fleet.usd_per_chip_hour = {price})" if price is not None else None
     return log
 
 

@@ -11,7 +11,10 @@ is checked here and raised as an InputError naming the field to change.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
+
+from pydantic import ValidationError
 
 from sim import catalog
 from sim.architecture import ModelArchitecture
@@ -30,6 +33,7 @@ from sim.errors import InputError
 from sim.fleet.settings import FleetSettings
 from sim.hardware import HardwareSpec
 from sim.hardware_kinds import HARDWARE_KINDS, KVSizing
+from sim.loader import set_path
 from sim.metrics.slo import SLO
 from sim.profile import Profile
 from sim.replica.acceptance import SpeculativeDecoding
@@ -40,6 +44,7 @@ from sim.runtime.settings import RuntimeInputs, RuntimeSettings, resolve_runtime
 from sim.runtime.startup import StartupPlan, resolve_startup
 from sim.scenario import MetricsSpec, Scenario
 from sim.shipped_profiles import choose_profile
+from sim.strict import validation_error_to_input_error
 from sim.traffic.workload import WorkloadPlan
 
 
@@ -66,6 +71,12 @@ class ResolvedScenario:
     kv_offload: OffloadPlan | None  # the host-memory KV tier, when the engine has one
     provenance: dict[str, str]  # "section.knob" -> where its value came from
     speculative: SpeculativePlan | None = None  # speculative decoding, when the engine has it
+    pools: tuple[ResolvedPool, ...] = ()  # a fleet of several pools (empty: this scenario is the one pool)
+
+    @property
+    def pool_list(self) -> tuple[ResolvedPool, ...]:
+        """The fleet's pools: the scenario's `pools`, or the scenario itself as the one pool."""
+        return self.pools or (ResolvedPool("fleet", 0, self),)
 
     @property
     def replicas_per_host(self) -> int:
@@ -101,7 +112,10 @@ class ResolvedScenario:
 
     @property
     def step_times(self) -> str:
-        """'kernel tables', 'measured', 'compiler estimate', 'datasheet roofline' or 'constant (scenario)'."""
+        """'kernel tables', 'measured', 'compiler estimate', 'datasheet roofline' or 'constant (scenario)';
+        with pools, each pool's."""
+        if self.pools:
+            return ", ".join(f"{p.name}: {p.resolved.cost.step_times}" for p in self.pools)
         return self.cost.step_times
 
     def build_step_model(self) -> DeviceTimeModel | StepCostModel:
@@ -237,6 +251,55 @@ def _with_dtypes(arch: ModelArchitecture, sc: Scenario) -> ModelArchitecture:
     if sc.engine.kv_cache_dtype == "fp8":
         update["kv_dtype_bytes"] = 1
     return arch.model_copy(update=update) if update else arch
+
+
+@dataclass(frozen=True)
+class ResolvedPool:
+    """One pool of a fleet: its name, its place in the scenario's order and its replicas' configuration,
+    resolved as the scenario under the pool's overrides."""
+
+    name: str
+    index: int
+    resolved: ResolvedScenario
+
+    @property
+    def weight(self) -> float:
+        return self.resolved.scenario.fleet.pool_weight
+
+    @property
+    def spill_waiting(self) -> int:
+        return self.resolved.scenario.fleet.spill_waiting
+
+
+def _resolve_pools(sc: Scenario) -> tuple[ResolvedPool, ...]:
+    """Each pool: the scenario under the pool's overrides, validated and resolved like any scenario (a bad
+    pool exits 2 naming it). Block hashes are the fleet's, so pools must share a block size to share them."""
+    if not sc.pools:
+        return ()
+    base = sc.model_dump(by_alias=True)
+    base["pools"], base["variants"] = {}, {}
+    pools = []
+    for index, (name, changes) in enumerate(sc.pools.items()):
+        data = copy.deepcopy(base)
+        for key, value in changes.items():
+            set_path(data, key.split("."), value, source=f"pools.{name}")
+        try:
+            pool = resolve(Scenario.model_validate(data))
+        except ValidationError as err:
+            error = validation_error_to_input_error(err)
+            raise InputError(f"pool '{name}': {error}", f"pools.{name}") from None
+        except InputError as err:
+            raise InputError(f"pool '{name}': {err}", f"pools.{name}") from None
+        pools.append(ResolvedPool(name, index, pool))
+    sizes = {p.resolved.engine.block_size for p in pools}
+    caching = any(p.resolved.engine.enable_prefix_caching for p in pools)
+    if caching and len(sizes) > 1 and sc.workload.prefix is not None:
+        raise InputError(
+            f"pools use KV block sizes {sorted(sizes)}: prefix caching needs one block size across the fleet "
+            "(set engine.block_size in every pool, or engine.enable_prefix_caching: false)",
+            "pools",
+        )
+    return tuple(pools)
 
 
 @dataclass(frozen=True)
@@ -456,4 +519,5 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         kv_offload=_offload(sc, hw, memory, tp, prov),
         provenance=prov,
         speculative=speculative,
+        pools=_resolve_pools(sc),
     )

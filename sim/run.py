@@ -20,7 +20,8 @@ import simpy
 from sim.cost.base import DeviceTimeModel, StepCostModel
 from sim.cost.speculative import SpeculativeStepCost
 from sim.fleet.autoscaler import Autoscaler
-from sim.fleet.fleet import Fleet
+from sim.fleet.fleet import Fleet, PoolParts
+from sim.fleet.pool import PoolInfo
 from sim.fleet.sampler import StateSampler
 from sim.metrics.itl import pooled_itl
 from sim.metrics.requests import request_table
@@ -28,7 +29,7 @@ from sim.metrics.summary import good_mask, summarize
 from sim.metrics.timeseries import build_timeseries, choose_window_s
 from sim.replica.ledger import ReplicaStats
 from sim.replica.request import RequestState
-from sim.resolve import ResolvedScenario
+from sim.resolve import ResolvedPool, ResolvedScenario
 from sim.runtime.settings import RuntimeSettings
 from sim.runtime.startup import StartupBreakdown, startup_breakdown
 from sim.traffic.workload import Workload, build_workload
@@ -75,65 +76,25 @@ def run_simulation(
     started = time.perf_counter()
     seed = resolved.seed if seed is None else seed
     workload = workload if workload is not None else build_workload(resolved.workload, seed)
-    model = resolved.build_step_model()
-    runtime = resolved.runtime
-    if runtime is None:  # a constant step time: no runtime layer, one stateless model for every replica
-        assert isinstance(model, StepCostModel)
-        constant = model
-        startup = {"cold": startup_breakdown(resolved.startup, None, "cold")}
-        new_replica_start = startup["cold"]
-        cost_model_name = constant.name
-
-        def make_cost_model(replica_id: int) -> StepCostModel:
-            return constant
-
-    else:
-        assert isinstance(model, DeviceTimeModel)
-        device, settings = model, runtime
-        prompt = int(workload.prompt_tokens[0]) if workload.num_requests else 0
-        startup = {
-            cache: startup_breakdown(
-                resolved.startup,
-                settings,
-                cache,
-                device=device,
-                prompt_tokens=min(prompt, resolved.engine.max_num_batched_tokens),
-            )
-            for cache in ("cold", "warm")
-        }
-        new_replica_start = startup[settings.scenario_cache]
-        cost_model_name = f"{device.name} + {settings.name} runtime"
-
-        def make_cost_model(replica_id: int) -> StepCostModel:
-            return settings.build(device, replica_id, seed)
-
-    scheduler_config = resolved.scheduler_config
-    price_steps = make_cost_model
-    plan = resolved.speculative
-    if plan is not None:  # the run's seed draws acceptances; a proposer adds its time to each step
-        scheduler_config = replace(scheduler_config, speculative=plan.decoding(seed))
-        drafter = resolved.build_drafter()
-
-        def price_steps(replica_id: int) -> StepCostModel:
-            return SpeculativeStepCost(make_cost_model(replica_id), drafter, plan.num_speculative_tokens)
+    pools = [_pool_parts(pool, seed, workload) for pool in resolved.pool_list]
+    # What a run reports as "a new replica's start": the first pool that scales (else the first pool)
+    lead = next((i for i, p in enumerate(pools) if p.parts.settings.autoscaler is not None), 0)
+    startup, runtime = pools[lead].startup_by_cache, resolved.pool_list[lead].resolved.runtime
+    cost_model_name = " | ".join(p.cost_model_name for p in pools)
 
     env = simpy.Environment()
     fleet = Fleet(
-        env,
-        resolved.fleet,
-        scheduler_config,
-        price_steps,
-        workload,
-        seed=seed,
-        startup=new_replica_start,
-        event_skipping=event_skipping,
+        env, resolved.fleet, [p.parts for p in pools], workload, seed=seed, event_skipping=event_skipping
     )
-    scaler = resolved.fleet.autoscaler
-    autoscaler = Autoscaler(env, scaler, fleet.controller) if scaler is not None else None
+    autoscalers = [
+        (pool.parts.info.name, Autoscaler(env, pool.parts.settings.autoscaler, controller))
+        for pool, controller in zip(pools, fleet.controllers, strict=True)
+        if pool.parts.settings.autoscaler is not None
+    ]
     horizon = float(workload.arrival_s[-1]) if workload.num_requests else 0.0
     sampler = StateSampler(env, fleet, choose_window_s(horizon, resolved.metrics.window_s))
     fleet.watchers.append(lambda: sampler.next_s)
-    if autoscaler is not None:
+    for _, autoscaler in autoscalers:
         fleet.watchers.append(autoscaler.next_read_s)
 
     # Run in slices of simulated time so a progress bar can follow; the run ends when every request has.
@@ -184,7 +145,112 @@ def run_simulation(
         cost_model_name=cost_model_name,
         runtime=runtime,
         startup=startup,
-        fleet_log=fleet.log(env.now) | {"autoscaler": autoscaler.decisions if autoscaler is not None else []},
+        fleet_log=_with_pool_outcomes(
+            fleet.log(env.now), fleet, table, good_mask(table, resolved.slo), summary
+        )
+        | {"autoscaler": _decisions(autoscalers)},
         warnings=warnings,
         wall_s=time.perf_counter() - started,
     )
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """One pool, built for a run: what the fleet runs, and what the results report of it."""
+
+    parts: PoolParts
+    startup_by_cache: dict[str, StartupBreakdown]  # "cold" / "warm" -> a replica's time to ready
+    cost_model_name: str
+
+
+def _pool_parts(pool: ResolvedPool, seed: int, workload: Workload) -> _Pool:
+    """A pool's step-cost models (one per replica), scheduler and cold start, from its resolved scenario."""
+    resolved = pool.resolved
+    model = resolved.build_step_model()
+    runtime = resolved.runtime
+    if runtime is None:  # a constant step time: no runtime layer, one stateless model for every replica
+        assert isinstance(model, StepCostModel)
+        constant = model
+        startup = {"cold": startup_breakdown(resolved.startup, None, "cold")}
+        new_replica_start = startup["cold"]
+        cost_model_name = constant.name
+
+        def make_cost_model(replica_id: int) -> StepCostModel:
+            return constant
+
+    else:
+        assert isinstance(model, DeviceTimeModel)
+        device, settings = model, runtime
+        prompt = int(workload.prompt_tokens[0]) if workload.num_requests else 0
+        startup = {
+            cache: startup_breakdown(
+                resolved.startup,
+                settings,
+                cache,
+                device=device,
+                prompt_tokens=min(prompt, resolved.engine.max_num_batched_tokens),
+            )
+            for cache in ("cold", "warm")
+        }
+        new_replica_start = startup[settings.scenario_cache]
+        cost_model_name = f"{device.name} + {settings.name} runtime"
+
+        def make_cost_model(replica_id: int) -> StepCostModel:
+            return settings.build(device, replica_id, seed)
+
+    scheduler_config = resolved.scheduler_config
+    price_steps = make_cost_model
+    plan = resolved.speculative
+    if plan is not None:  # the run's seed draws acceptances; a proposer adds its time to each step
+        scheduler_config = replace(scheduler_config, speculative=plan.decoding(seed))
+        drafter = resolved.build_drafter()
+
+        def price_steps(replica_id: int) -> StepCostModel:
+            return SpeculativeStepCost(make_cost_model(replica_id), drafter, plan.num_speculative_tokens)
+
+    info = PoolInfo(
+        name=pool.name,
+        index=pool.index,
+        hardware=resolved.hardware_name,
+        chips_per_replica=resolved.tp,
+        usd_per_chip_hour=resolved.fleet.usd_per_chip_hour,
+        max_num_seqs=resolved.engine.max_num_seqs,
+        weight=pool.weight,
+        spill_waiting=pool.spill_waiting,
+    )
+    parts = PoolParts(info, resolved.fleet, scheduler_config, price_steps, new_replica_start)
+    return _Pool(parts, startup, cost_model_name)
+
+
+def _decisions(autoscalers: list[tuple[str, Autoscaler]]) -> list[dict]:
+    """Every autoscaler decision in time order (each names its pool when there are several)."""
+    if len(autoscalers) == 1:
+        return autoscalers[0][1].decisions
+    return sorted(
+        (d | {"pool": name} for name, scaler in autoscalers for d in scaler.decisions), key=lambda d: d["t_s"]
+    )
+
+
+def _with_pool_outcomes(
+    log: dict, fleet: Fleet, table: pd.DataFrame, good: np.ndarray, summary: dict
+) -> dict:
+    """With several pools: what each pool served -- completed and good requests, goodput, TTFT and TPOT
+    medians -- attributed by the replica a request ended on."""
+    if "pools" not in log:
+        return log
+    pool_of = np.array([r.pool for r in fleet.replicas], dtype=np.int64)
+    replica = table["replica"].to_numpy()
+    served = table["success"].to_numpy() & (replica >= 0)
+    pool = np.full(len(table), -1, dtype=np.int64)
+    pool[served] = pool_of[replica[served]]
+    duration = summary["duration_s"] or 1.0
+    for index, entry in enumerate(log["pools"]):
+        mine = pool == index
+        entry["completed"] = int(mine.sum())
+        entry["good_requests"] = int((mine & good).sum())
+        entry["goodput_rps"] = entry["good_requests"] / duration
+        for name, column in (("ttft_ms_median", "ttft_s"), ("tpot_ms_median", "tpot_s")):
+            values = table[column].to_numpy()[mine]
+            values = values[np.isfinite(values)]
+            entry[name] = float(np.median(values) * 1e3) if len(values) else None
+    return log

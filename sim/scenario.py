@@ -15,7 +15,7 @@ from sim.cost.spec import CostModelSpec, RooflineCost
 from sim.fleet.spec import AutoscalerSpec, FaultsSpec, FleetSpec
 from sim.hardware import HardwareSpec
 from sim.runtime.spec import EngineSpec, StartupSpec
-from sim.scenario_studies import MonteCarloSpec, PlanSpec, SweepSpec, Variants, check_variants
+from sim.scenario_studies import MonteCarloSpec, PlanSpec, SweepSpec, Variants, check_pools, check_variants
 from sim.strict import StrictModel
 from sim.traffic.spec import WorkloadSpec
 
@@ -83,6 +83,13 @@ class Scenario(StrictModel):
         description="name -> {dotted.key: value}: the same scenario under each set of overrides, compared "
         "side by side.",
     )
+    pools: Variants = Field(
+        default_factory=dict,
+        description="name -> {dotted.key: value}: a fleet of several pools behind one router, each the "
+        "scenario's replica settings under its overrides (hardware, profile, engine, fleet.replicas, "
+        "fleet.tensor_parallel_size, fleet.usd_per_chip_hour, autoscaler, startup, ...); traffic, SLO and "
+        "routing stay fleet-wide. Listed order is the spill-over order. Empty: one pool.",
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Scenario:
@@ -93,6 +100,7 @@ class Scenario(StrictModel):
         if arrivals is not None and arrivals.is_instant and self.num_requests is None:
             raise ValueError("rate 'inf' needs num_requests")
         check_variants(self.variants)
+        check_pools(self.pools)
         if self.variants and self.sweep is not None:
             raise ValueError("a scenario has either variants or a sweep, not both")
         scaler = self.autoscaler

@@ -62,11 +62,29 @@ class MonteCarloSpec(StrictModel):
 Variants = dict[str, dict[str, Any]]
 
 
-def check_variants(variants: Variants) -> Variants:
+def check_variants(variants: Variants, kind: str = "variant") -> Variants:
     for name in variants:
         if not name or any(c in name for c in "/\\ "):
-            raise ValueError(f"variant name {name!r} must be non-empty without spaces or slashes")
+            raise ValueError(f"{kind} name {name!r} must be non-empty without spaces or slashes")
     return variants
+
+
+# Scenario keys a pool may not override: what the whole fleet shares (traffic, SLO, routing and the
+# front end, the run's bounds and studies) and the model every pool serves.
+FLEET_WIDE_KEYS = (
+    "name", "description", "seed", "model", "workload", "slo", "duration_s", "num_requests", "metrics",
+    "sweep", "monte_carlo", "plan", "variants", "pools", "fleet.router", "fleet.admission", "fleet.retry",
+)  # fmt: skip
+
+
+def check_pools(pools: Variants) -> Variants:
+    check_variants(pools, "pool")
+    for name, changes in pools.items():
+        for key in changes:
+            shared = [k for k in FLEET_WIDE_KEYS if key == k or key.startswith(k + ".")]
+            if shared:
+                raise ValueError(f"pool {name!r} sets {key}, which the whole fleet shares")
+    return pools
 
 
 # ---- plan ---------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ The autoscaler (and anything else that steers the fleet) uses the public interfa
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ import simpy
 
 from sim.cost.base import StepCostModel
 from sim.fleet.hosts import Host, HostPool
+from sim.fleet.pool import PoolInfo
 from sim.fleet.settings import FleetSettings
 from sim.replica.replica import Replica, ReplicaState
 from sim.replica.request import RequestState
@@ -82,10 +84,20 @@ class ReplicaController:
         startup: StartupBreakdown | None,
         stockout_rng: np.random.Generator,
         hooks: FleetHooks,
+        pool: PoolInfo | None = None,
+        replica_ids: Iterator[int] | None = None,
     ):
         """make_cost_model(replica_id): one per replica (runtimes keep per-replica state such as compiled
-        shapes). startup: a new replica's cold start with the scenario's cache state (None: instant)."""
+        shapes). startup: a new replica's cold start with the scenario's cache state (None: instant).
+        pool: the pool these replicas form (a fleet of several pools, sim/fleet/pools.py); replica_ids: the
+        fleet's one source of replica ids, shared by its pools (default: this controller's own count)."""
         self.env = env
+        self.pool = (
+            pool
+            if pool is not None
+            else PoolInfo("fleet", 0, "", settings.tensor_parallel_size, settings.usd_per_chip_hour, 0)
+        )
+        self._replica_ids = replica_ids if replica_ids is not None else itertools.count()
         self.settings = settings
         self.scheduler_config = scheduler_config
         self.make_cost_model = make_cost_model
@@ -93,9 +105,9 @@ class ReplicaController:
         self.stockout_rng = stockout_rng
         self.hooks = hooks
         self.hosts = HostPool(settings.replicas_per_host)
-        self.replicas: list[Replica] = []  # every replica that became ready; replica_id = its index
+        self.replicas: list[Replica] = []  # every replica of this pool that became ready, in order
         self._hosts: dict[int, Host] = {}  # replica id -> the host it runs on
-        self.lives: list[ReplicaLife] = []  # by replica id
+        self.lives: dict[int, ReplicaLife] = {}  # by replica id
         self.routable: list[Replica] = []  # what the router may pick
         self.launches: list[Launch] = []  # cold starts in progress, oldest first
         self.launch_lives: dict[int, ReplicaLife] = {}  # launch id -> its life until it becomes a replica
@@ -157,7 +169,7 @@ class ReplicaController:
 
     def _make_ready(self, host: Host, started_s: float, marker) -> Replica:
         """A replica whose cold start (begun at started_s) is over takes marker's slot on host."""
-        replica_id = len(self.replicas)
+        replica_id = next(self._replica_ids)
         replica = Replica(
             self.env,
             replica_id,
@@ -168,12 +180,13 @@ class ReplicaController:
             on_idle=self._on_stopped,
             on_first_token=self._on_first_token if self.watch_first_tokens else None,
             quiet_until=self.hooks.quiet_until,
+            pool=self.pool.index,
         )
         self._hosts[replica_id] = host
         host.members.discard(marker)
         host.members.add(replica)
         self.replicas.append(replica)
-        self.lives.append(ReplicaLife(started_s, ready_s=self.env.now))
+        self.lives[replica_id] = ReplicaLife(started_s, ready_s=self.env.now)
         self.routable.append(replica)
         self.hooks.replica_ready(replica)
         return replica
@@ -345,5 +358,5 @@ class ReplicaController:
     # ---- end of run ---------------------------------------------------------------------------------------
     def capacity_seconds(self, end_s: float) -> float:
         """Replica-seconds of capacity held (launch to stop), cold starts included, up to end_s."""
-        lives = [*self.lives, *self.ended_launches, *self.launch_lives.values()]
+        lives = [*self.lives.values(), *self.ended_launches, *self.launch_lives.values()]
         return sum((life.ended_s if life.ended_s is not None else end_s) - life.started_s for life in lives)

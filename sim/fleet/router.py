@@ -1,7 +1,9 @@
 """Routing policies: which of the routable replicas a new request goes to.
 
 A policy sees only the replicas the router currently believes are up (a crashed replica stays in that list
-until its failure is detected) and the request's session id (-1 when the workload has no sessions).
+until its failure is detected) and the request's session id (-1 when the workload has no sessions). In a
+fleet of several pools (sim/fleet/pool.py) every replica names its pool; the pool-aware policies (weighted,
+cheapest_first, spill_over) choose a pool first, then the least busy replica in it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
+from sim.fleet.pool import PoolInfo
 from sim.replica.replica import Replica
 
 _OUTSTANDING = attrgetter(
@@ -28,7 +31,10 @@ class RouteQuery:
 
 
 class Router(ABC):
-    """Picks the replica a new request goes to."""
+    """Picks the replica a new request goes to. pools: the fleet's pools, by index (replica.pool)."""
+
+    def __init__(self, pools: Sequence[PoolInfo] = ()) -> None:
+        self.pools = list(pools)
 
     @abstractmethod
     def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
@@ -38,7 +44,8 @@ class Router(ABC):
 class RoundRobinRouter(Router):
     """Replica 0, 1, ..., n-1, 0, ...: what a plain Kubernetes Service does."""
 
-    def __init__(self) -> None:
+    def __init__(self, pools: Sequence[PoolInfo] = ()) -> None:
+        super().__init__(pools)
         self._next = 0
 
     def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
@@ -74,8 +81,9 @@ class SessionAffinityRouter(Router):
     """Rendezvous hashing of (session, replica): a session keeps its replica while that replica is up, and
     when one leaves only its sessions move. Requests without a session fall back to least outstanding."""
 
-    def __init__(self) -> None:
-        self._fallback = LeastOutstandingRouter()
+    def __init__(self, pools: Sequence[PoolInfo] = ()) -> None:
+        super().__init__(pools)
+        self._fallback = LeastOutstandingRouter(pools)
 
     def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
         if query.session < 0:
@@ -100,10 +108,75 @@ class PrefixAwareRouter(Router):
         return max(eligible, key=lambda r: (r.cached_prefix_blocks(hashes), -r.outstanding))
 
 
+def _least_busy_by_pool(replicas: Sequence[Replica]) -> dict[int, Replica]:
+    """pool index -> its routable replica with the fewest outstanding requests (ties: lowest index)."""
+    best: dict[int, Replica] = {}
+    for r in replicas:
+        held = best.get(r.pool)
+        if held is None or r.outstanding < held.outstanding:
+            best[r.pool] = r
+    return best
+
+
+class WeightedPoolRouter(Router):
+    """Pools in proportion to their `fleet.pool_weight` (smooth weighted round robin, as nginx balances
+    weighted upstreams: deterministic, and no pool waits long for its turn), then the least busy replica of
+    the chosen pool. A pool with no routable replica drops out of the rotation until it has one."""
+
+    def __init__(self, pools: Sequence[PoolInfo] = ()) -> None:
+        super().__init__(pools)
+        self._credit = [0.0] * len(self.pools)
+
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
+        best = _least_busy_by_pool(replicas)
+        if len(best) == 1:
+            return next(iter(best.values()))
+        total = 0.0
+        for p in best:
+            weight = self.pools[p].weight
+            self._credit[p] += weight
+            total += weight
+        chosen = max(best, key=lambda p: (self._credit[p], -p))
+        self._credit[chosen] -= total
+        return best[chosen]
+
+
+class CheapestFirstRouter(Router):
+    """The cheapest pool (price per replica-hour; unpriced pools last) whose least busy replica has headroom:
+    nothing waiting and fewer running than its max_num_seqs, so the request would start at once; when no
+    pool has, the replica with the lowest outstanding / max_num_seqs anywhere. Cost-aware: steady load stays
+    on the cheap pool, what it would queue spills to the next cheapest."""
+
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
+        pools = self.pools
+        best = _least_busy_by_pool(replicas)
+        for p in sorted(best, key=lambda p: (pools[p].usd_per_replica_hour, p)):
+            r = best[p]
+            if r.scheduler.num_waiting == 0 and r.outstanding < pools[p].max_num_seqs:
+                return r
+        return min(best.values(), key=lambda r: (r.outstanding / pools[r.pool].max_num_seqs, r.pool))
+
+
+class SpillOverRouter(Router):
+    """Pools in the scenario's order: a request goes to the first pool whose least busy replica has at most
+    its `fleet.spill_waiting` requests waiting (queued, not yet running); when every pool is past that, to
+    the replica with the fewest waiting. The first pool is the base, the rest absorb what it would queue."""
+
+    def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
+        best = _least_busy_by_pool(replicas)
+        for p in sorted(best):
+            if best[p].scheduler.num_waiting <= self.pools[p].spill_waiting:
+                return best[p]
+        return min(best.values(), key=lambda r: (r.scheduler.num_waiting, r.pool))
+
+
 ROUTERS: dict[str, type[Router]] = {
     "round_robin": RoundRobinRouter,
     "least_outstanding": LeastOutstandingRouter,
     "least_kv": LeastKVRouter,
     "session_affinity": SessionAffinityRouter,
     "prefix_aware": PrefixAwareRouter,
+    "weighted": WeightedPoolRouter,
+    "cheapest_first": CheapestFirstRouter,
+    "spill_over": SpillOverRouter,
 }

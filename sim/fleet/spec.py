@@ -86,7 +86,9 @@ class FleetSpec(StrictModel):
     router: Annotated[str, RegistryKey(_routers, "router")] = Field(
         "round_robin",
         description="round_robin; least_outstanding (fewest waiting + running); least_kv (lowest KV-cache "
-        "use); session_affinity (a session's requests go to the same replica while it is up).",
+        "use); session_affinity (a session's requests go to the same replica while it is up); prefix_aware; "
+        "with pools: weighted (by fleet.pool_weight), cheapest_first (cheapest pool with headroom), "
+        "spill_over (the next pool when one queues past fleet.spill_waiting).",
     )
     admission: AdmissionSpec = Field(
         default_factory=AdmissionSpec, description="Queue caps (see fleet.admission)."
@@ -96,6 +98,15 @@ class FleetSpec(StrictModel):
     )
     usd_per_chip_hour: float | None = Field(
         None, gt=0, description="Price of one chip-hour, for cost per good request (reported as 'scenario')."
+    )
+    pool_weight: float = Field(
+        1.0, gt=0, description="Share of requests the weighted router sends to this pool (see pools)."
+    )
+    spill_waiting: int = Field(
+        0,
+        ge=0,
+        description="spill_over router: this pool takes requests while its least busy replica has at most "
+        "this many waiting; past it they go to the next pool (see pools).",
     )
 
 

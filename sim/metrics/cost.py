@@ -36,3 +36,27 @@ def capacity_cost(
     cost = chip_hours * usd_per_chip_hour
     per_million = cost / good_requests * 1e6 if good_requests else None
     return CapacityCost(replica_hours, chip_hours, cost, per_million)
+
+
+def fleet_cost(
+    fleet_log: dict, chips_per_replica: int, usd_per_chip_hour: float | None, good_requests: int
+) -> CapacityCost:
+    """The capacity a run held and its cost: one pool at the scenario's price, or -- when the fleet log
+    lists pools -- each pool's replica-seconds at its own chips per replica and price (no cost when any
+    pool has no price)."""
+    pools = fleet_log.get("pools")
+    if not pools:
+        return capacity_cost(
+            fleet_log["replica_seconds"], chips_per_replica, usd_per_chip_hour, good_requests
+        )
+    parts = [
+        capacity_cost(p["replica_seconds"], p["chips_per_replica"], p["usd_per_chip_hour"], good_requests)
+        for p in pools
+    ]
+    replica_hours = sum(c.replica_hours for c in parts)
+    chip_hours = sum(c.chip_hours for c in parts)
+    if any(c.cost_usd is None for c in parts):
+        return CapacityCost(replica_hours, chip_hours, None, None)
+    cost = sum(c.cost_usd or 0.0 for c in parts)
+    per_million = cost / good_requests * 1e6 if good_requests else None
+    return CapacityCost(replica_hours, chip_hours, cost, per_million)

@@ -102,6 +102,7 @@ class Replica:
         on_idle: Callable[[Replica], None] | None = None,
         on_first_token: Callable[[RequestState], None] | None = None,
         quiet_until: Callable[[], float] | None = None,
+        pool: int = 0,
     ):
         """on_idle: called when a DRAINING replica has nothing left; on_first_token: called as each request
         gets its first token (for autoscalers that watch TTFT); quiet_until: the time before which nothing
@@ -115,6 +116,7 @@ class Replica:
         self.on_idle = on_idle
         self.on_first_token = on_first_token
         self.quiet_until = quiet_until
+        self.pool = pool  # index of the fleet's pool this replica belongs to (0 in a one-pool fleet)
         self._run_in_flight: DecodeRun | None = None
         self.outstanding = 0  # requests submitted and not ended
         self._lookahead = 8  # steps priced ahead: follows twice the recent kept run length (see _decode_run)

@@ -169,7 +169,8 @@ def _print_fleet(result, console: Console) -> None:
 
     log = fleet_block(result)
     fleet = result.resolved.fleet
-    if fleet.autoscaler is None and fleet.faults is None and len(log["lives"]) == fleet.replicas:
+    quiet = fleet.autoscaler is None and fleet.faults is None and len(log["lives"]) == fleet.replicas
+    if quiet and "pools" not in log:
         return
     ts = result.timeseries
     counts: dict[str, int] = {}
@@ -182,3 +183,11 @@ def _print_fleet(result, console: Console) -> None:
         f"| {log['retries']} retries | {log['replica_hours']:.2f} replica-hours ({log['chip_hours']:.2f} "
         f"chip-hours{cost})"
     )
+    for pool in log.get("pools", []):
+        ttft, tpot = pool["ttft_ms_median"], pool["tpot_ms_median"]
+        console.print(
+            f"  pool {pool['pool']} ({pool['hardware']}): {pool['completed']} completed, "
+            f"{pool['goodput_rps']:.2f} good req/s, TTFT p50 "
+            f"{'-' if ttft is None else f'{ttft:.0f}'} ms, TPOT p50 {'-' if tpot is None else f'{tpot:.1f}'} ms, "
+            f"{pool['replicas_started']} replicas, {pool['replica_seconds'] / 3600:.2f} replica-hours"
+        )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.metrics.cost import capacity_cost
+from sim.metrics.cost import fleet_cost
 from sim.metrics.summary import good_mask
 from sim.risk.objective import AttainmentSeries, attainment_series, judge
 from sim.run import SimulationResult
@@ -51,9 +51,11 @@ def digest(result: SimulationResult, label: str = "", run: int = 0) -> RunDigest
     failed = int(summary["failures"])
     verdict = judge(series, failed, objective)
     arrival = table["arrival_s"].to_numpy()
-    replica_s = result.fleet_log["replica_seconds"]
-    cost = capacity_cost(
-        replica_s, result.resolved.tp, result.resolved.fleet.usd_per_chip_hour, summary["good_requests"]
+    cost = fleet_cost(
+        result.fleet_log,
+        result.resolved.tp,
+        result.resolved.fleet.usd_per_chip_hour,
+        summary["good_requests"],
     )
     metrics = {
         "goodput_rps": summary["goodput_rps"],
