@@ -30,7 +30,9 @@ from sim.cost.factory import (
 )
 from sim.cost.spec import RooflineCost
 from sim.errors import InputError
+from sim.fleet.disaggregation import KVTransfer, PrefillThenDecode
 from sim.fleet.settings import FleetSettings
+from sim.fleet.spec import RDMA_NIC_GBS
 from sim.hardware import HardwareSpec
 from sim.hardware_kinds import HARDWARE_KINDS, KVSizing
 from sim.loader import set_path
@@ -72,6 +74,7 @@ class ResolvedScenario:
     provenance: dict[str, str]  # "section.knob" -> where its value came from
     speculative: SpeculativePlan | None = None  # speculative decoding, when the engine has it
     pools: tuple[ResolvedPool, ...] = ()  # a fleet of several pools (empty: this scenario is the one pool)
+    disaggregation: DisaggregationPlan | None = None  # prefill on one pool, decode on another
 
     @property
     def pool_list(self) -> tuple[ResolvedPool, ...]:
@@ -277,7 +280,7 @@ def _resolve_pools(sc: Scenario) -> tuple[ResolvedPool, ...]:
     if not sc.pools:
         return ()
     base = sc.model_dump(by_alias=True)
-    base["pools"], base["variants"] = {}, {}
+    base["pools"], base["variants"], base["disaggregation"] = {}, {}, None
     pools = []
     for index, (name, changes) in enumerate(sc.pools.items()):
         data = copy.deepcopy(base)
@@ -300,6 +303,50 @@ def _resolve_pools(sc: Scenario) -> tuple[ResolvedPool, ...]:
             "pools",
         )
     return tuple(pools)
+
+
+@dataclass(frozen=True)
+class DisaggregationPlan:
+    """Prefill/decode disaggregation, resolved: the two pools by index and the KV transfer between them."""
+
+    prefill_pool: int
+    decode_pool: int
+    transfer: KVTransfer
+
+    def phases(self) -> PrefillThenDecode:
+        return PrefillThenDecode(self.prefill_pool, self.decode_pool, self.transfer)
+
+
+def _disaggregation(sc: Scenario, pools: tuple[ResolvedPool, ...], prov: dict) -> DisaggregationPlan | None:
+    spec = sc.disaggregation
+    if spec is None:
+        return None
+    index = {p.name: p for p in pools}
+    prefill, decode = index[spec.prefill_pool], index[spec.decode_pool]
+    hw = prefill.resolved.hardware
+    if spec.kv_link is not None:
+        if spec.kv_link not in hw.links:
+            raise InputError(
+                f"{hw.name} has no link '{spec.kv_link}'; it has {', '.join(sorted(hw.links))}",
+                "disaggregation.kv_link",
+            )
+        bandwidth, source = hw.links[spec.kv_link], f"{spec.kv_link} (datasheet: {hw.source})"
+    elif spec.kv_bandwidth_gbs is not None:
+        bandwidth, source = spec.kv_bandwidth_gbs, "scenario"
+    else:
+        bandwidth, source = (
+            RDMA_NIC_GBS,
+            "one 400 Gb/s RDMA NIC per chip (docs/references.md#disaggregated-prefill)",
+        )
+    per_token = prefill.resolved.memory.kv_bytes_per_token
+    transfer = KVTransfer(per_token, bandwidth, spec.kv_latency_s)
+    prov["disaggregation"] = (
+        f"prefill on {prefill.name}, decode on {decode.name}; KV {per_token} bytes per token per chip over "
+        f"{bandwidth:g} GB/s ({source}) + {spec.kv_latency_s * 1e3:g} ms "
+        f"({'scenario' if 'kv_latency_s' in spec.model_fields_set else 'estimated'}): "
+        f"{transfer.seconds(1000) * 1e3:.2f} ms for a 1000-token prompt"
+    )
+    return DisaggregationPlan(prefill.index, decode.index, transfer)
 
 
 @dataclass(frozen=True)
@@ -497,6 +544,7 @@ def resolve(sc: Scenario) -> ResolvedScenario:
     if runtime is not None:
         prov |= _prefixed("runtime", runtime.provenance)
     prov |= _prefixed("startup", startup.provenance)
+    pools = _resolve_pools(sc)
     return ResolvedScenario(
         scenario=sc,
         name=sc.name,
@@ -519,5 +567,6 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         kv_offload=_offload(sc, hw, memory, tp, prov),
         provenance=prov,
         speculative=speculative,
-        pools=_resolve_pools(sc),
+        pools=pools,
+        disaggregation=_disaggregation(sc, pools, prov),
     )

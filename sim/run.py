@@ -8,6 +8,7 @@ only and never written into results.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import time
 from collections.abc import Callable
@@ -83,8 +84,15 @@ def run_simulation(
     cost_model_name = " | ".join(p.cost_model_name for p in pools)
 
     env = simpy.Environment()
+    split = resolved.disaggregation
     fleet = Fleet(
-        env, resolved.fleet, [p.parts for p in pools], workload, seed=seed, event_skipping=event_skipping
+        env,
+        resolved.fleet,
+        [p.parts for p in pools],
+        workload,
+        seed=seed,
+        event_skipping=event_skipping,
+        phases=split.phases() if split is not None else None,
     )
     autoscalers = [
         (pool.parts.info.name, Autoscaler(env, pool.parts.settings.autoscaler, controller))
@@ -148,7 +156,8 @@ def run_simulation(
         fleet_log=_with_pool_outcomes(
             fleet.log(env.now), fleet, table, good_mask(table, resolved.slo), summary
         )
-        | {"autoscaler": _decisions(autoscalers)},
+        | {"autoscaler": _decisions(autoscalers)}
+        | ({"disaggregation": _ttft_parts(requests)} if split is not None else {}),
         warnings=warnings,
         wall_s=time.perf_counter() - started,
     )
@@ -254,3 +263,18 @@ def _with_pool_outcomes(
             values = values[np.isfinite(values)]
             entry[name] = float(np.median(values) * 1e3) if len(values) else None
     return log
+
+
+def _ttft_parts(requests: list[RequestState]) -> dict:
+    """Where a disaggregated fleet's TTFT goes, over the completed requests (medians and p99, ms): the
+    prefill pool's part (arrival to prefill end, queueing included), the KV transfer, and the decode pool's
+    part (KV arrival to first token: queueing for a decode replica and its first step)."""
+    done = [r for r in requests if r.finished and not math.isnan(r.prefill_end_s)]
+    prefill = np.array([r.prefill_end_s - r.arrival_s for r in done])
+    transfer = np.array([r.kv_transfer_s for r in done])
+    decode = np.array([r.first_token_s - r.prefill_end_s - r.kv_transfer_s for r in done])
+    out: dict = {"requests": len(done)}
+    for name, values in (("prefill", prefill), ("kv_transfer", transfer), ("decode_first_token", decode)):
+        out[f"{name}_ms_median"] = float(np.median(values) * 1e3) if len(values) else None
+        out[f"{name}_ms_p99"] = float(np.percentile(values, 99) * 1e3) if len(values) else None
+    return out

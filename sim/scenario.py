@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from sim.architecture import ModelArchitecture
 from sim.cost.spec import CostModelSpec, RooflineCost
-from sim.fleet.spec import AutoscalerSpec, FaultsSpec, FleetSpec
+from sim.fleet.spec import AutoscalerSpec, DisaggregationSpec, FaultsSpec, FleetSpec
 from sim.hardware import HardwareSpec
 from sim.runtime.spec import EngineSpec, StartupSpec
 from sim.scenario_studies import MonteCarloSpec, PlanSpec, SweepSpec, Variants, check_pools, check_variants
@@ -90,6 +90,9 @@ class Scenario(StrictModel):
         "fleet.tensor_parallel_size, fleet.usd_per_chip_hour, autoscaler, startup, ...); traffic, SLO and "
         "routing stay fleet-wide. Listed order is the spill-over order. Empty: one pool.",
     )
+    disaggregation: DisaggregationSpec | None = Field(
+        None, description="Prefill on one pool, decode on another, KV across a link (see disaggregation)."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Scenario:
@@ -101,6 +104,11 @@ class Scenario(StrictModel):
             raise ValueError("rate 'inf' needs num_requests")
         check_variants(self.variants)
         check_pools(self.pools)
+        split = self.disaggregation
+        if split is not None:
+            missing = [p for p in (split.prefill_pool, split.decode_pool) if p not in self.pools]
+            if missing:
+                raise ValueError(f"disaggregation names {', '.join(missing)}, not a key of pools")
         if self.variants and self.sweep is not None:
             raise ValueError("a scenario has either variants or a sweep, not both")
         scaler = self.autoscaler

@@ -73,7 +73,8 @@ def check_variants(variants: Variants, kind: str = "variant") -> Variants:
 # front end, the run's bounds and studies) and the model every pool serves.
 FLEET_WIDE_KEYS = (
     "name", "description", "seed", "model", "workload", "slo", "duration_s", "num_requests", "metrics",
-    "sweep", "monte_carlo", "plan", "variants", "pools", "fleet.router", "fleet.admission", "fleet.retry",
+    "sweep", "monte_carlo", "plan", "variants", "pools", "disaggregation", "fleet.router", "fleet.admission",
+    "fleet.retry",
 )  # fmt: skip
 
 

@@ -25,7 +25,12 @@ def test_scenarios_exist():
 
 
 # Long scenarios are shortened here (a day of traffic is a benchmark, not a unit test); runs = 1 each.
-SHORTER = {"diurnal_autoscale": ["duration_s=7200"]}
+SHORTER = {
+    "diurnal_autoscale": ["duration_s=7200"],
+    "speculative_8b": ["num_requests=400"],
+    "disaggregated_70b": ["num_requests=300"],
+    "hybrid_spike": ["duration_s=240"],
+}
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)

@@ -18,6 +18,7 @@ import simpy
 
 from sim.cost.base import StepCostModel
 from sim.fleet.controller import FleetHooks, ReplicaController
+from sim.fleet.disaggregation import RequestPhases
 from sim.fleet.faults import FaultInjector
 from sim.fleet.intake import RequestIntake, RequestStream
 from sim.fleet.policies import POLICIES
@@ -59,6 +60,7 @@ class Fleet:
         *,
         seed: int,
         event_skipping: bool = True,
+        phases: RequestPhases | None = None,
     ):
         """settings: the fleet-wide settings (routing, admission, retries, the front end); pools: one or more
         pools of replicas, each with its own controller, autoscaler and faults. event_skipping: let replicas
@@ -96,6 +98,7 @@ class Fleet:
             ROUTERS[settings.router]([p.info for p in pools]),
             self.controller,
             _stream(seed, _STREAM_BACKOFF),
+            phases,
         )
         self.faults = [
             FaultInjector(env, p.settings.faults, c, _stream(seed, _STREAM_FAULTS + 10 * i))
@@ -223,6 +226,9 @@ class PooledControllers:
         if len(self.pools) == 1:
             return self.pools[0].routable
         return [r for c in self.pools for r in c.routable]
+
+    def routable_in(self, pool: int | None) -> list[Replica]:
+        return self.routable if pool is None else self.pools[pool].routable
 
     @property
     def up(self) -> list[Replica]:

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import simpy
 
+from sim.fleet.disaggregation import OnePhase, RequestPhases
 from sim.fleet.router import RouteQuery, Router
 from sim.fleet.settings import FleetSettings
 from sim.replica.replica import Replica, ReplicaState
@@ -79,6 +80,10 @@ class Replicas(Protocol):
     @property
     def routable(self) -> Sequence[Replica]: ...
 
+    def routable_in(self, pool: int | None) -> Sequence[Replica]:
+        """The routable replicas of one pool (None: of every pool)."""
+        ...
+
     @property
     def up(self) -> list[Replica]: ...
 
@@ -94,8 +99,11 @@ class RequestIntake:
         router: Router,
         replicas: Replicas,
         backoff_rng: np.random.Generator,
+        phases: RequestPhases | None = None,
     ):
+        """phases: which pool a request goes to, and hand-offs between pools (default: aggregated serving)."""
         self.env = env
+        self.phases = phases if phases is not None else OnePhase()
         self.settings = settings
         self.workload = workload
         self.router = router
@@ -184,6 +192,7 @@ class RequestIntake:
         if prompt >= max_len:
             self.fail(req, TOO_LONG, end_s=sent)
             return
+        self.phases.begin(req)
         self.dispatch(req)
 
     def _follow_up(self, i: int, ended_s: float):
@@ -218,7 +227,7 @@ class RequestIntake:
         if cap is not None and sum(r.scheduler.num_waiting for r in self.replicas.up) + len(self.held) >= cap:
             self.fail(req, REJECT_FLEET)
             return
-        candidates = self.replicas.routable
+        candidates = self.replicas.routable_in(self.phases.pool_for(req))
         if not candidates:
             self._hold(req)
             return
@@ -267,6 +276,7 @@ class RequestIntake:
         if retry.avoid_previous_replica and req.replica_id >= 0:
             self._avoid[req.req_id] = req.replica_id
         req.restart()
+        self.phases.restart(req)
         self.num_retries += 1
         attempt = req.num_attempts - 1
         ceiling = min(retry.backoff_max_s, retry.backoff_base_s * (2**attempt - 1))
@@ -294,7 +304,15 @@ class RequestIntake:
 
     def ended(self, reqs: list[RequestState]) -> None:
         """Requests that completed or failed (replicas report theirs here). A conversation goes on with its
-        next turn after a completed one; after a failed one its remaining turns fail too (never sent)."""
+        next turn after a completed one; after a failed one its remaining turns fail too (never sent). A
+        request that finished its prefill on a disaggregated fleet is not over: it goes on to the decode pool."""
+        handed = [r for r in reqs if r.status == Status.FINISHED and self.phases.hands_off(r)]
+        if handed:
+            for req in handed:
+                self.env.process(self._hand_off(req))
+            reqs = [r for r in reqs if not (r.status == Status.FINISHED and self.phases.hands_off(r))]
+            if not reqs:
+                return
         self.num_ended += len(reqs)
         if self._next_turn is not None:
             for req in reqs:
@@ -311,3 +329,12 @@ class RequestIntake:
             self._slot_freed = None
         if self.num_ended >= self.workload.num_requests and not self.all_ended.triggered:
             self.all_ended.succeed()
+
+    def _hand_off(self, req: RequestState):
+        """A prefilled request's KV crosses to the decode pool; then it is routed there."""
+        prefill_end_s = self.env.now
+        transfer_s = self.phases.hand_off_s(req)
+        if transfer_s > 0:
+            yield self.env.timeout(transfer_s)
+        self.phases.hand_off(req, prefill_end_s, transfer_s)
+        self.dispatch(req)

@@ -225,3 +225,42 @@ class FaultsSpec(StrictModel):
         description="Repair time: a crashed unit's machine comes back after this long, and its replacement "
         "waits for it instead of acquiring new capacity (no provisioning, no stock-out); none = new capacity.",
     )
+
+
+# ---- prefill/decode disaggregation ---------------------------------------------------------------------
+
+
+RDMA_NIC_GBS = 50.0  # one 400 Gb/s RDMA NIC per GPU (docs/references.md#disaggregated-prefill)
+
+
+class DisaggregationSpec(StrictModel):
+    """Prefill/decode disaggregation over two of the scenario's pools: prompts are computed on the prefill
+    pool, their KV cache crosses to the decode pool, which generates the output (see disaggregation)."""
+
+    prefill_pool: str = Field(..., description="The pool (a key of pools) that computes prompts.")
+    decode_pool: str = Field(..., description="The pool that generates outputs.")
+    kv_link: str | None = Field(
+        None,
+        description="A link of the prefill pool's hardware (catalog links, e.g. nvlink4 when both pools share "
+        "an NVLink domain) that carries the KV; default: kv_bandwidth_gbs.",
+    )
+    kv_bandwidth_gbs: float | None = Field(
+        None,
+        gt=0,
+        description=f"KV transfer bandwidth per chip, GB/s one way; default {RDMA_NIC_GBS:g} (one 400 Gb/s RDMA "
+        "NIC per chip, as in a DGX H100).",
+    )
+    kv_latency_s: float = Field(
+        0.001,
+        ge=0,
+        description="Fixed time per transfer (connection, registration, first byte); the default 1 ms is an "
+        "estimate, not a measurement.",
+    )
+
+    @model_validator(mode="after")
+    def _two_pools(self) -> DisaggregationSpec:
+        if self.prefill_pool == self.decode_pool:
+            raise ValueError("prefill_pool and decode_pool must be two different pools")
+        if self.kv_link is not None and self.kv_bandwidth_gbs is not None:
+            raise ValueError("give kv_link or kv_bandwidth_gbs, not both")
+        return self

@@ -52,6 +52,10 @@ class RequestState:
         "num_cached_tokens",
         "spec_emitted",
         "spec_join_blocks",
+        "num_external_tokens",
+        "handoff_output_tokens",
+        "prefill_end_s",
+        "kv_transfer_s",
     )
 
     def __init__(self, req_id: int, arrival_s: float, num_prompt_tokens: int, max_output_tokens: int):
@@ -87,10 +91,23 @@ class RequestState:
         # (cumulative, [0] = 0), drawn when it joins the decode set, and the KV blocks it held then.
         self.spec_emitted: list[int] = []
         self.spec_join_blocks = 0
+        # Prefill/decode disaggregation (sim/fleet/disaggregation.py): prompt tokens whose KV a connector
+        # delivered (computed on admission), the output a request in its prefill phase will ask of the decode
+        # pool (0 outside that phase), when its prefill ended and how long its KV took to cross.
+        self.num_external_tokens = 0
+        self.handoff_output_tokens = 0
+        self.prefill_end_s = math.nan
+        self.kv_transfer_s = math.nan
 
     def restart(self) -> None:
         """Start over for a retry on another replica: nothing computed, nothing streamed. Arrival time,
         preemption counts and the attempt count stay, so latencies count from the original arrival."""
+        self.restart_on_new_replica()
+        self.num_attempts += 1
+
+    def restart_on_new_replica(self) -> None:
+        """Reset what a replica did with the request (its counters, blocks, token times), keeping the request's
+        identity and history: a retry, or the hand-off from a prefill replica to a decode replica."""
         self.num_computed_tokens = 0
         self.num_output_tokens = 0
         self.num_blocks = 0
@@ -98,10 +115,10 @@ class RequestState:
         self.decode_start_step = -1
         self.finish_step = -1
         self.first_token_s = math.nan
+        self.end_s = math.nan
         self.segments = []
         self.segment_start = -1
         self.replica_id = -1
-        self.num_attempts += 1
         self.cached_hashes = []  # the failed replica's cache went with it
         self.num_hashed_blocks = 0
 

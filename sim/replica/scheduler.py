@@ -272,13 +272,15 @@ class Scheduler:
                 continue
             hits = loaded = idle = 0
             hashes = req.block_hashes
-            if hashes is not None and self.config.enable_prefix_caching:
+            external = req.num_external_tokens  # KV a connector delivered (disaggregated prefill)
+            if hashes is not None and self.config.enable_prefix_caching and not external:
                 # at least one token is computed: a full hit recomputes the last block's tokens
                 most = (req.num_tokens - 1) // bs
                 hits, idle = self.kv.hit_and_evictable(hashes, most)
                 if self.kv.cpu_capacity:
                     loaded = self.kv.offloaded_hit(hashes, hits, most)
-            computed = (hits + loaded) * bs
+            # at least one token is computed, as with a full cache hit: its logits give the next token
+            computed = min(external, req.num_tokens - 1) if external else (hits + loaded) * bs
             remaining = req.num_tokens - computed
             n = min(remaining, budget)
             if n < remaining and not self.config.enable_chunked_prefill:
@@ -296,6 +298,8 @@ class Scheduler:
                 req.num_computed_tokens = computed
             if not self.kv.allocate(need):
                 break
+            if external:
+                req.num_computed_tokens = computed
             if loaded:  # blocks loaded from the host tier: the request's own, cached again on the device
                 assert hashes is not None
                 for h in hashes[hits : hits + loaded]:
@@ -308,7 +312,7 @@ class Scheduler:
             waiting.popleft()
             self.num_waiting -= 1
             if req.num_cached_tokens < 0:
-                req.num_cached_tokens = computed
+                req.num_cached_tokens = 0 if external else computed
             req.num_blocks = hits + need
             req.status = Status.PREFILL
             self.running[req.req_id] = req
