@@ -97,3 +97,21 @@ def test_bad_splits_exit_2_with_one_line(tmp_path, change, message):
     result = CliRunner().invoke(simulate_main, [str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_event_skipping_and_the_reference_path_agree_when_disaggregated():
+    from sim.loader import load_scenario_dict
+    from sim.resolve import resolve
+    from sim.run import run_simulation
+
+    data = scenario_dict(
+        pools={"p": {}, "d": {"fleet.replicas": 2}},
+        disaggregation={"prefill_pool": "p", "decode_pool": "d"},
+        workload={"lengths": {"kind": "fixed", "input_len": 512, "output_len": 64}, "arrivals": {"rate": 8}},
+        num_requests=120,
+    )
+    resolved = resolve(load_scenario_dict(data))
+    fast = run_simulation(resolved, event_skipping=True)
+    reference = run_simulation(resolved, event_skipping=False)
+    assert fast.summary == reference.summary
+    assert fast.fleet_log["disaggregation"] == reference.fleet_log["disaggregation"]
