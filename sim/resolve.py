@@ -35,6 +35,7 @@ from sim.fleet.settings import FleetSettings
 from sim.fleet.spec import RDMA_NIC_GBS
 from sim.hardware import HardwareSpec
 from sim.hardware_kinds import HARDWARE_KINDS, KVSizing
+from sim.hf_config import architecture_from_config, config_path
 from sim.loader import set_path
 from sim.metrics.slo import SLO
 from sim.profile import Profile
@@ -142,6 +143,11 @@ def _lookup(spec, cls, entries: dict, field: str):
 
 
 def lookup_model(spec: str | ModelArchitecture) -> ModelArchitecture:
+    """A catalog name, an inline architecture, or a local model directory / config.json (sim/hf_config.py)."""
+    if isinstance(spec, str) and spec not in catalog.model_entries():
+        path = config_path(spec)
+        if path is not None:
+            return architecture_from_config(path)
     return _lookup(spec, ModelArchitecture, catalog.model_entries(), "model")
 
 

@@ -52,7 +52,11 @@ class Scenario(StrictModel):
     )
     description: str = Field("", description="Free text shown nowhere but in the results.")
     seed: int = Field(0, ge=0, description="Seeds arrivals and lengths; same seed, same results.")
-    model: str | ModelArchitecture = Field(..., description="Catalog name or inline architecture.")
+    model: str | ModelArchitecture = Field(
+        ...,
+        description="Catalog name, inline architecture, or a local model directory or config.json (relative "
+        "to this file).",
+    )
     hardware: str | HardwareSpec = Field(..., description="Catalog name or inline datasheet.")
     engine: EngineSpec = Field(default_factory=EngineSpec, description="vLLM knobs (see engine).")
     workload: WorkloadSpec = Field(..., description="Request lengths and arrivals (see workload).")

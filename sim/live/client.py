@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -103,12 +104,18 @@ class CompletionsClient:
         body["prompt"] = prompt_ids
         return f"{self.endpoint}/v1/completions", body
 
-    async def send(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool = True) -> RequestRecord:
+    async def send(
+        self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool = True, require_content: bool = True
+    ) -> RequestRecord:
+        """require_content: the harness's rule, a stream without text fails. Off (calibration probes), a stream
+        whose tokens carried no text (a special token vLLM strips) still counts: its tokens come from the
+        usage record, its first token from the first chunk with a choice, or the end of the stream."""
         url, body = self._payload(prompt_ids, max_tokens, ignore_eos)
         record = RequestRecord(success=False, prompt_len=len(prompt_ids), requested_output_len=max_tokens)
         start = time.perf_counter()
         record.start_wall = start
         stamps: list[float] = []
+        chunks: list[float] = []  # every chunk with a choice, text or not
         usage_tokens = 0
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -131,6 +138,7 @@ class CompletionsClient:
                         if not choices:
                             continue
                         choice = choices[0]
+                        chunks.append(time.perf_counter())
                         content = (
                             (choice.get("delta") or {}).get("content")
                             if self.use_chat
@@ -146,9 +154,11 @@ class CompletionsClient:
             return record
         end = time.perf_counter()
         record.end_wall = end
-        if not stamps:
+        if not stamps and (require_content or not (usage_tokens or chunks)):
             record.error = "no content received"
             return record
+        if not stamps:
+            stamps = chunks[:1] or [end]
         record.success = True
         record.ttft = stamps[0] - start
         record.e2e_latency = end - start
@@ -157,15 +167,59 @@ class CompletionsClient:
         record.tpot = (record.e2e_latency - record.ttft) / max(1, record.generated_tokens - 1)
         return record
 
+    async def prefix_cache_counters(self) -> tuple[float, float] | None:
+        """The server's prefix-cache (hits, queries) counters in tokens, or None (no /metrics, or not vLLM)."""
+        try:
+            async with asyncio.timeout(min(self.timeout_s, 10.0)):
+                async with self._session.get(f"{self.endpoint}/metrics", headers=self.headers) as resp:
+                    if resp.status != 200:
+                        return None
+                    return parse_prefix_cache(await resp.text())
+        except Exception:  # metrics are optional: a server without them is measured all the same
+            return None
+
     async def model_id(self) -> str:
-        async with self._session.get(f"{self.endpoint}/v1/models", headers=self.headers) as resp:
-            if resp.status != 200:
-                raise InputError(f"{self.endpoint}/v1/models answered HTTP {resp.status}", "--endpoint")
-            data = await resp.json()
-        return data["data"][0]["id"]
+        """The served model's id from /v1/models, within the client's timeout; an answer that is not an
+        OpenAI model list (HTML, not JSON, no models) is a clear error, not a traceback."""
+        url = f"{self.endpoint}/v1/models"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with self._session.get(url, headers=self.headers) as resp:
+                    if resp.status != 200:
+                        raise InputError(f"{url} answered HTTP {resp.status}", "--endpoint")
+                    text = await resp.text()
+        except TimeoutError:
+            raise InputError(f"{url} did not answer within {self.timeout_s:g} s", "--endpoint") from None
+        try:
+            data = json.loads(text)
+            models = data["data"]
+            return str(models[0]["id"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise InputError(
+                f"{url} did not answer with an OpenAI model list: {text[:80]!r}", "--endpoint"
+            ) from None
 
 
-def prompt_tokens(n: int, vocab_size: int, offset: int = 0) -> list[int]:
-    """n token ids that avoid the 4 special ids and differ between requests (no prefix-cache hits)."""
-    span = vocab_size - 4
-    return [4 + (offset * 7919 + i) % span for i in range(n)]
+_COUNTER_LINE = re.compile(r"^(vllm:prefix_cache_(?:hits|queries))(?:_total)?(?:\{[^}]*\})?\s+([0-9.eE+\-]+)")
+
+
+def parse_prefix_cache(text: str) -> tuple[float, float] | None:
+    """(hits, queries) in prompt tokens from a vLLM /metrics page (summed over engines); None without them."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _COUNTER_LINE.match(line)
+        if match:
+            found[match.group(1)] = found.get(match.group(1), 0.0) + float(match.group(2))
+    if "vllm:prefix_cache_queries" not in found:
+        return None
+    return found.get("vllm:prefix_cache_hits", 0.0), found["vllm:prefix_cache_queries"]
+
+
+def prompt_tokens(n: int, vocab_size: int, key: int = 0, seed: int = 0) -> list[int]:
+    """n token ids that avoid the 4 special ids, drawn at random for (seed, key): requests with different
+    keys, or runs with different seeds, share no prompt prefix (a server's prefix cache never hits them),
+    and the same (seed, key) gives the same prompt again."""
+    import numpy as np
+
+    rng = np.random.default_rng((seed, key))
+    return rng.integers(4, vocab_size, n).tolist()

@@ -29,6 +29,10 @@ class LoadResult:
     sent_arrival_s: np.ndarray  # scheduled send time of each sent request, seconds from t0
     duration_s: float  # t0 until the last request ended (the harness's duration)
     warmup_ttft_s: list[float]
+    prompt_seed: int = 0  # the prompts' seed (fresh per run unless given: see prompt_tokens)
+    # (prompt tokens found in the server's prefix cache, prompt tokens looked up) during the run, from its
+    # /metrics counters; None when the server does not export them
+    prefix_cache: tuple[float, float] | None = None
 
 
 async def _replay(
@@ -43,12 +47,16 @@ async def _replay(
     max_duration_s: float | None,
     records_path: Path | None,
     use_chat: bool,
+    prompt_seed: int,
 ) -> LoadResult:
     async with CompletionsClient(endpoint, model or "", use_chat=use_chat, timeout_s=timeout_s) as client:
         if not model:
             client.model = await client.model_id()
         n = workload.num_requests
-        prompts = [prompt_tokens(int(workload.prompt_tokens[i]), vocab_size, i) for i in range(n)]
+        prompts = [
+            prompt_tokens(int(workload.prompt_tokens[i]), vocab_size, i, prompt_seed) for i in range(n)
+        ]
+        cache_before = await client.prefix_cache_counters()
         warm = []
         for _ in range(warmup):
             rec = await client.send(prompts[0], int(workload.output_tokens[0]))
@@ -90,7 +98,11 @@ async def _replay(
         for rec in records:  # times relative to t0
             rec.start_wall -= t0
             rec.end_wall -= t0 if rec.end_wall else 0.0
-        return LoadResult(records, np.asarray(sent), duration, warm)
+        cache_after = await client.prefix_cache_counters()
+        hits = None
+        if cache_before is not None and cache_after is not None:
+            hits = (cache_after[0] - cache_before[0], cache_after[1] - cache_before[1])
+        return LoadResult(records, np.asarray(sent), duration, warm, prompt_seed, hits)
 
 
 def replay(
@@ -105,6 +117,7 @@ def replay(
     max_duration_s: float | None = None,
     records_path: Path | None = None,
     use_chat: bool = False,
+    prompt_seed: int = 0,
 ) -> LoadResult:
     return asyncio.run(
         _replay(
@@ -118,5 +131,6 @@ def replay(
             max_duration_s=max_duration_s,
             records_path=records_path,
             use_chat=use_chat,
+            prompt_seed=prompt_seed,
         )
     )

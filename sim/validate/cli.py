@@ -8,7 +8,9 @@ The workload is drawn once from the scenario (sim/traffic) and used for both sid
 from __future__ import annotations
 
 import json
+import secrets
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -48,6 +50,13 @@ def _common(f):
             click.option(
                 "--use-chat", is_flag=True, help="Use /v1/chat/completions instead of /v1/completions."
             ),
+            click.option(
+                "--prompt-seed",
+                type=int,
+                default=None,
+                help="Seed of the prompts' token ids (default: a fresh one per run, recorded in the results, so "
+                "no run finds an earlier run's prompts in the server's prefix cache).",
+            ),
         ]
     ):
         f = option(f)
@@ -55,7 +64,16 @@ def _common(f):
 
 
 def _load_and_replay(
-    scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration, use_chat
+    scenario,
+    endpoint,
+    overrides,
+    out_dir,
+    max_concurrency,
+    warmup,
+    timeout_s,
+    max_duration,
+    use_chat,
+    prompt_seed,
 ):
     from sim.live.client import check_endpoint
     from sim.live.loadgen import replay
@@ -86,6 +104,7 @@ def _load_and_replay(
             max_duration_s=max_duration,
             records_path=records_path,
             use_chat=use_chat,
+            prompt_seed=secrets.randbelow(2**31) if prompt_seed is None else prompt_seed,
         )
     except OSError as exc:
         raise InputError(f"cannot reach {endpoint}: {exc}", "--endpoint") from None
@@ -104,6 +123,11 @@ def _load_and_replay(
             "cold_start_ttft_s": warm[0] if warm else None,
             "warm_ttft_s": warm[-1] if len(warm) >= 2 else None,
             "max_concurrency": max_concurrency,
+            "prompt_seed": load.prompt_seed,
+            "failure_reasons": dict(Counter(r.error for r in load.records if not r.success)),
+            "prefix_cache_tokens": (
+                {"hits": load.prefix_cache[0], "queries": load.prefix_cache[1]} if load.prefix_cache else None
+            ),
         },
         "summary": summary,
     }
@@ -112,11 +136,31 @@ def _load_and_replay(
 
 @main.command()
 @_common
-def bench(scenario, endpoint, out_dir, overrides, max_concurrency, warmup, timeout_s, max_duration, use_chat):
+def bench(
+    scenario,
+    endpoint,
+    out_dir,
+    overrides,
+    max_concurrency,
+    warmup,
+    timeout_s,
+    max_duration,
+    use_chat,
+    prompt_seed,
+):
     """Load-test ENDPOINT with SCENARIO's workload; write the harness's summary.json and every request."""
     try:
         *_, measured_doc, out = _load_and_replay(
-            scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration, use_chat
+            scenario,
+            endpoint,
+            overrides,
+            out_dir,
+            max_concurrency,
+            warmup,
+            timeout_s,
+            max_duration,
+            use_chat,
+            prompt_seed,
         )
     except InputError as err:
         fail(str(err))
@@ -146,6 +190,7 @@ def run(
     timeout_s,
     max_duration,
     use_chat,
+    prompt_seed,
     profile,
     p50_tolerance,
     p99_tolerance,
@@ -162,7 +207,16 @@ def run(
         overrides = (*overrides, f"profile={Path(profile).resolve()}")
     try:
         sc, resolved, workload, load, measured, m_summary, measured_doc, out = _load_and_replay(
-            scenario, endpoint, overrides, out_dir, max_concurrency, warmup, timeout_s, max_duration, use_chat
+            scenario,
+            endpoint,
+            overrides,
+            out_dir,
+            max_concurrency,
+            warmup,
+            timeout_s,
+            max_duration,
+            use_chat,
+            prompt_seed,
         )
         sent = len(load.records)
         if sent < workload.num_requests:  # --max-duration cut the replay: simulate what was sent
@@ -186,6 +240,8 @@ def run(
         "predicted_by": f"servesim ({predicted.cost_model_name} step costs"
         + (f", profile {resolved.scenario.profile})" if resolved.scenario.profile else ")"),
         "measured_by": "the harness-exact streaming client (sim/live/client.py) against the live server",
+        "failure_reasons": measured_doc["metadata"]["failure_reasons"],
+        "prefix_cache": _prefix_cache_line(load.prefix_cache, load.prompt_seed),
     }
     paths = write_validation(
         out,
@@ -334,3 +390,16 @@ def startup(launch_cmd, endpoint, cache, shapes, ready_timeout, out_file, profil
 
 if __name__ == "__main__":
     main()
+
+
+def _prefix_cache_line(counters: tuple[float, float] | None, seed: int) -> str:
+    """What the server's prefix cache did during the run (its /metrics counters), for the report."""
+    if counters is None:
+        return f"Prompts drawn with seed {seed}; the server exports no prefix-cache counters."
+    hits, queries = counters
+    rate = hits / queries if queries else 0.0
+    return (
+        f"Prompts drawn with seed {seed}; the server's prefix cache found {hits:.0f} of {queries:.0f} prompt "
+        f"tokens ({rate:.1%}) during the run"
+        + (" -- the prediction assumes none: compare with care." if rate > 0.01 else ".")
+    )

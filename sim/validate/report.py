@@ -65,6 +65,20 @@ def write_validation(
         "",
         f"Predicted: {context['predicted_by']}. Measured: {context['measured_by']}.",
         "",
+    ]
+    lost = verdict.get("failures")
+    if lost is not None:
+        reasons = context.get("failure_reasons") or {}
+        why = "; ".join(f"{n} x {reason}" for reason, n in reasons.items())
+        lines += [
+            f"Failed requests: {lost['measured']} measured ({why or 'none'}), {lost['predicted']} predicted"
+            f" -- {'within' if lost['within'] else '**beyond**'} the allowance of {lost['allowed_extra']} more;"
+            " latency statistics cover completed requests only.",
+            "",
+        ]
+    if context.get("prefix_cache"):
+        lines += [context["prefix_cache"], ""]
+    lines += [
         "| metric | predicted | measured | error | within |",
         "|---|---:|---:|---:|---|",
     ]
