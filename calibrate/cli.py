@@ -15,7 +15,7 @@ from rich.table import Table
 
 from calibrate.methods import METHODS, Context, default_methods
 from sim import __version__, catalog
-from sim.cli_support import fail
+from sim.cli_support import OneLineCommand, fail
 from sim.cost.factory import STEP_ORIGINS
 from sim.errors import InputError
 
@@ -26,7 +26,7 @@ MIN_HELD_OUT_R2 = 0.5
 MAX_HELD_OUT_P95 = 0.5
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--host", required=True, help="What this host is: 'cpu' or a hardware catalog name (h100, tpu-v6e, ...)."
 )

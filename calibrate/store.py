@@ -21,11 +21,17 @@ class PointStore:
         self.points: dict[str, dict] = {}
         self.resumed = 0
         if resume and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # the line a kill cut short
+                if not (
+                    isinstance(record, dict)
+                    and isinstance(record.get("key"), str)
+                    and isinstance(record.get("value"), dict)
+                ):
+                    continue  # not a saved point (edited, or another tool's line): measured again
                 self.points[record["key"]] = record["value"]
             self.resumed = len(self.points)
         elif self.path.exists():

@@ -13,11 +13,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sim.cli_support import counting, executor_for, fail
+from sim.cli_support import OneLineCommand, counting, executor_for, fail
 from sim.errors import InputError
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -184,6 +184,7 @@ def _study(path, sc, overrides, seed, runs, out_dir, as_json, no_plot, tables, e
     from sim.risk.study import run_study
 
     target = out_dir or Path("results") / sc.name
+    writable(target)  # runs write their files as they end: an unwritable --out must stop the study first
     write_run = partial(write_results, per_request=False, plot=not no_plot, **tables)
     kwargs = dict(seed=seed, runs=runs, out_dir=target, write_run=write_run, executor=executor)
     study = counting(
@@ -229,3 +230,13 @@ def _run(resolved, seed, *, show_progress: bool):
 
 if __name__ == "__main__":
     main()
+
+
+def writable(target: Path) -> None:
+    """Create the results folder now, or stop with one line (exit 2) if it cannot be."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--out: cannot write results to {target}: {exc.strerror or exc}")
+    if not target.is_dir():
+        fail(f"--out: {target} is a file, not a folder")

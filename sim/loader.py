@@ -28,10 +28,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [p for p in key.strip().split(".") if p]
     if not path:
         raise InputError(f"'{text}' has an empty key", "--set")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise InputError(f"value of '{key}' is not valid YAML: {exc}", "--set") from None
+    value = parse_yaml(raw, f"the value of '{key}'") if raw.strip() else ""
     return path, value
 
 
@@ -57,21 +54,75 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
     return data
 
 
+MAX_SCENARIO_BYTES = 10_000_000  # a scenario is a page of settings; traces and profiles are separate files
+MAX_NESTING = 64  # no scenario field nests deeper than a dozen levels
+
+
 def read_yaml(path: str | Path) -> dict:
+    """A scenario file's mapping. Every way a file can be unreadable -- missing, a directory, not UTF-8, not
+    YAML, nested absurdly deep, too large -- is one line naming the file (and line and column for YAML)."""
     path = Path(path)
     try:
+        if path.is_dir():
+            raise InputError(f"{path} is a directory, not a scenario file")
+        if path.stat().st_size > MAX_SCENARIO_BYTES:
+            raise InputError(
+                f"{path} is larger than {MAX_SCENARIO_BYTES // 1_000_000} MB: not a scenario file"
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"no such file: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}): not a scenario file") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise InputError(f"cannot read {path!r}: {exc}") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path} is not valid YAML: {exc}") from None
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise InputError(f"{path} must hold a mapping of scenario fields at the top level")
     return data
+
+
+def parse_yaml(text: str, name: str) -> Any:
+    """YAML text to data, or one line: where the parser stopped (line, column) and what it expected."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InputError(f"{name} is not valid YAML{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{name} is not valid YAML: {first[:200]}") from None
+    except RecursionError:
+        raise InputError(f"{name} nests deeper than YAML can be read") from None
+    _check_shape(data, name)
+    return data
+
+
+MAX_VALUES = 1_000_000  # values a document may expand to once YAML aliases are followed
+
+
+def _check_shape(data: Any, name: str) -> None:
+    """Refuse a document nested deeper than MAX_NESTING or expanding (through aliases, which PyYAML shares
+    rather than copies) to more than MAX_VALUES values -- a 719-byte alias bomb expands to billions -- before
+    anything walks it for real. Stops counting at the first limit passed."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, level = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise InputError(
+                f"{name} expands to more than {MAX_VALUES:,} values (YAML aliases?): not a scenario"
+            )
+        if level > MAX_NESTING:
+            raise InputError(f"{name} nests deeper than {MAX_NESTING} levels: not a scenario")
+        if isinstance(node, dict):
+            stack.extend((v, level + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, level + 1) for v in node)
 
 
 def load_scenario_dict(data: dict, overrides: Iterable[str] = (), base_dir: Path | None = None) -> Scenario:

@@ -16,7 +16,7 @@ from sim.fleet.spec import AutoscalerSpec, DisaggregationSpec, FaultsSpec, Fleet
 from sim.hardware import HardwareSpec
 from sim.runtime.spec import EngineSpec, StartupSpec
 from sim.scenario_studies import MonteCarloSpec, PlanSpec, SweepSpec, Variants, check_pools, check_variants
-from sim.strict import StrictModel
+from sim.strict import FilePath, StrictModel
 from sim.traffic.spec import WorkloadSpec
 
 
@@ -35,11 +35,25 @@ class SLOSpec(StrictModel):
 class MetricsSpec(StrictModel):
     window_s: float | None = Field(
         None,
-        gt=0,
+        ge=0.01,
         description="Time-series window; default picks ~1 s, coarser for long runs (<= 2000 windows).",
     )
     per_request: bool = Field(
         False, description="Also put every request (with its ITL list) in summary.json."
+    )
+
+
+class LimitsSpec(StrictModel):
+    """Bounds on what one scenario may expand to, checked before anything runs: a typo (a rate of 1e9, a
+    1 ms metrics window over a day) is refused with the computed size instead of exhausting the machine.
+    Raise them when the size is meant."""
+
+    max_requests: int = Field(
+        10_000_000, ge=1, description="Requests one run may send (about 2 KB of memory each while it runs)."
+    )
+    max_windows: int = Field(1_000_000, ge=1, description="Time-series windows one run may keep.")
+    max_runs: int = Field(
+        10_000, ge=1, description="Runs one study or sweep may take (variants x runs, points)."
     )
 
 
@@ -63,14 +77,19 @@ class Scenario(StrictModel):
     fleet: FleetSpec = Field(default_factory=FleetSpec, description="Replicas and routing (see fleet).")
     slo: SLOSpec = Field(default_factory=SLOSpec, description="What counts as a good request (see slo).")
     cost_model: CostModelSpec = Field(default_factory=RooflineCost, description="How step times are priced.")
-    profile: str | None = Field(
+    profile: FilePath | None = Field(
         "auto",
         description="A calibrate profile (path, relative to this file): measured step and compile times. "
         "'auto' (default): the shipped profile of this hardware, model, TP and precision in profiles/ when "
         "there is one, else the datasheet roofline; 'none': the datasheet roofline.",
     )
-    duration_s: float | None = Field(None, gt=0, description="Stop sending requests after this time.")
+    duration_s: float | None = Field(
+        None, gt=0, le=1e7, description="Stop sending requests after this time (at most 1e7 s, 116 days)."
+    )
     num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")
+    limits: LimitsSpec = Field(
+        default_factory=LimitsSpec, description="Size bounds a run is refused past (see limits)."
+    )
     metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Time-series and dump options.")
     startup: StartupSpec = Field(default_factory=StartupSpec, description="Replica start-up (see startup).")
     sweep: SweepSpec | None = Field(None, description="Run a table of points instead of one (see sweep).")
@@ -108,6 +127,7 @@ class Scenario(StrictModel):
             raise ValueError("rate 'inf' needs num_requests")
         check_variants(self.variants)
         check_pools(self.pools)
+        self._check_sizes()
         split = self.disaggregation
         if split is not None:
             missing = [p for p in (split.prefill_pool, split.decode_pool) if p not in self.pools]
@@ -122,3 +142,38 @@ class Scenario(StrictModel):
                 f"({scaler.min_replicas}) and max_replicas ({scaler.max_replicas})"
             )
         return self
+
+    def _check_sizes(self) -> None:
+        """Refuse, before any run, a scenario whose expected size passes its limits."""
+        limits = self.limits
+        if self.num_requests is not None and self.num_requests > limits.max_requests:
+            raise ValueError(
+                f"num_requests {self.num_requests:,} exceeds limits.max_requests {limits.max_requests:,}"
+            )
+        arrivals = self.workload.arrivals
+        if self.duration_s is not None and arrivals is not None and not arrivals.is_instant:
+            peak = float(arrivals.rate) * max([1.0, *(s.multiplier for s in arrivals.spikes)])
+            peak = max([peak, *(p.rate for p in arrivals.schedule)])
+            expected = peak * self.duration_s
+            if self.num_requests is None and expected > limits.max_requests:
+                raise ValueError(
+                    f"up to {expected:,.0f} requests (peak {peak:g}/s for {self.duration_s:g} s) exceed "
+                    f"limits.max_requests {limits.max_requests:,}; lower the rate or duration, or raise the limit"
+                )
+        window = self.metrics.window_s
+        if (
+            window is not None
+            and self.duration_s is not None
+            and self.duration_s / window > limits.max_windows
+        ):
+            raise ValueError(
+                f"metrics.window_s {window:g} over {self.duration_s:g} s is {self.duration_s / window:,.0f} "
+                f"windows, over limits.max_windows {limits.max_windows:,}"
+            )
+        runs = max(1, len(self.variants)) * self.monte_carlo.runs
+        if self.sweep is not None:
+            runs = self.sweep.num_points
+        if runs > limits.max_runs:
+            raise ValueError(
+                f"{runs:,} runs (variants x monte_carlo.runs) exceed limits.max_runs {limits.max_runs:,}"
+            )

@@ -5,6 +5,7 @@ to run the scenario, not what it simulates; the runners (sim/sweep.py, sim/risk/
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -29,7 +30,15 @@ class SweepSpec(StrictModel):
             raise ValueError("a sweep needs series, grid, or both")
         if any(len(v) == 0 for v in self.grid.values()):
             raise ValueError("every grid key needs at least one value")
+        check_variants(self.series, "series")
         return self
+
+    @property
+    def num_points(self) -> int:
+        points = max(1, len(self.series))
+        for values in self.grid.values():
+            points *= len(values)
+        return points
 
 
 # ---- variants and Monte Carlo risk --------------------------------------------------------------------
@@ -62,10 +71,18 @@ class MonteCarloSpec(StrictModel):
 Variants = dict[str, dict[str, Any]]
 
 
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+
+
 def check_variants(variants: Variants, kind: str = "variant") -> Variants:
+    """Names become folder names under --out: letters, digits, '_', '-' and '.', not starting with '.' (so
+    never '.' or '..', which would write into --out itself or its parent), at most 100 characters."""
     for name in variants:
-        if not name or any(c in name for c in "/\\ "):
-            raise ValueError(f"{kind} name {name!r} must be non-empty without spaces or slashes")
+        if not SAFE_NAME.match(name):
+            raise ValueError(
+                f"{kind} name {name!r} must be letters, digits, '_', '-' or '.', not start with '.', and be at "
+                "most 100 characters (it names a results folder)"
+            )
     return variants
 
 

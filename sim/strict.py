@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from sim.errors import InputError
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo in a scenario must never be silently ignored."""
+    """Unknown keys are errors: a typo in a scenario must never be silently ignored. Infinite and NaN numbers
+    are errors too (a field that means "unbounded" says so with a word, as `arrivals.rate: inf` does): a
+    `.inf` that reached an integer conversion or an allocation would crash or exhaust the machine."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _format_location(loc: tuple) -> str:
@@ -56,3 +60,13 @@ def validation_error_to_input_error(err: ValidationError) -> InputError:
     if extra:
         message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
     return InputError(message, _format_location(tuple(first["loc"])))
+
+
+def file_path(value: str) -> str:
+    """A path a scenario names: non-empty, no NUL byte (which no file system accepts)."""
+    if not value or "\x00" in value:
+        raise ValueError("must be a file path (non-empty, without NUL bytes)")
+    return value
+
+
+FilePath = Annotated[str, AfterValidator(file_path)]

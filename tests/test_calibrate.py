@@ -114,6 +114,7 @@ def test_resume_skips_saved_points_and_ignores_a_cut_line(tmp_path, cpu_profile)
         + "\n"
         + json.dumps({"key": "steps:prefill:64:0", "value": sentinel})
         + "\n"
+        + '[1, 2]\n{"key": "steps:prefill:512:0"}\n{"value": 3}\n'  # valid JSON of the wrong shape: ignored
         + '{"key": "steps:prefill:256:0", "val'
     )
     result = calibrate(

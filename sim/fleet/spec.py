@@ -131,12 +131,14 @@ class AutoscalerSpec(StrictModel):
     min_replicas: int = Field(1, ge=1)
     max_replicas: int = Field(..., ge=1)
     interval_s: float = Field(
-        15.0, gt=0, description="Decision interval; 15 s is the HPA controller's default sync period."
+        15.0, ge=0.1, description="Decision interval; 15 s is the HPA controller's default sync period."
     )
     metric_window_s: float = Field(
-        60.0, gt=0, description="Metric averaging window; 60 s is Knative's default stable window."
+        60.0, ge=0.1, description="Metric averaging window; 60 s is Knative's default stable window."
     )
-    sample_s: float = Field(1.0, gt=0, description="How often the metric is sampled inside the window.")
+    sample_s: float = Field(
+        1.0, ge=0.01, description="How often the metric is sampled inside the window (at least every 10 ms)."
+    )
     tolerance: float = Field(
         0.1, ge=0, description="No change while |metric/target - 1| <= tolerance (HPA default 0.1)."
     )

@@ -11,11 +11,11 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from sim.cli_support import counting, executor_for, fail
+from sim.cli_support import OneLineCommand, counting, executor_for, fail
 from sim.errors import InputError
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target-rate", type=float, required=True, help="Base request rate to sustain, requests/s.")
 @click.option(

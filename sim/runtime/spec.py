@@ -169,7 +169,10 @@ class EngineSpec(StrictModel):
         "per-request overhead, or for in-process engines.",
     )
     activation_reserve_gib: float | None = Field(
-        None, ge=0, description="Memory kept for activations; default is an estimate (sim/replica/memory.py)."
+        None,
+        ge=0,
+        le=1e4,
+        description="Memory kept for activations; default is an estimate (sim/replica/memory.py).",
     )
     runtime: Annotated[str, RegistryKey(_runtimes, "runtime")] | None = Field(
         None, description="Executor path; default cuda on GPUs, xla on TPUs, eager on CPU hosts."
@@ -177,6 +180,7 @@ class EngineSpec(StrictModel):
     kv_cache_space_gib: float | None = Field(
         None,
         gt=0,
+        le=1e5,
         description="KV cache per chip, GiB, instead of deriving it (required on CPU: VLLM_CPU_KVCACHE_SPACE).",
     )
     speculative: SpeculativeSpec | None = Field(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sim.strict import StrictModel
+from sim.strict import FilePath, StrictModel
 
 # ---- request lengths ----------------------------------------------------------------------------------
 
@@ -74,7 +74,7 @@ class ShareGPTFileLengths(StrictModel):
     Token counts are characters / chars_per_token (no tokenizer in the core install), labelled approximate."""
 
     kind: Literal["sharegpt_file"]
-    path: str
+    path: FilePath
     max_prompt_len: int = Field(8192, ge=4)
     fixed_output_len: int | None = Field(None, ge=1)
     chars_per_token: float = Field(4.0, gt=0)
@@ -87,7 +87,7 @@ class TraceLengths(StrictModel):
     times too, so `workload.arrivals` must be left out."""
 
     kind: Literal["trace"]
-    path: str
+    path: FilePath
     format: Literal["auto", "servesim", "mooncake", "azure", "burstgpt", "token_ids", "conversations"] = (
         Field("auto", description="auto: recognised by its columns.")
     )
@@ -112,7 +112,7 @@ LengthSpec = Annotated[
 
 class RatePoint(StrictModel):
     at_s: float = Field(..., ge=0, description="From this simulated time on ...")
-    rate: float = Field(..., ge=0, description="... the base rate is this many requests/s.")
+    rate: float = Field(..., ge=0, le=1e6, description="... the base rate is this many requests/s.")
 
 
 class FlashSpike(StrictModel):
@@ -121,7 +121,7 @@ class FlashSpike(StrictModel):
 
     start_s: float = Field(..., ge=0)
     duration_s: float = Field(..., gt=0)
-    multiplier: float = Field(..., gt=0)
+    multiplier: float = Field(..., gt=0, le=1e4)
     ramp_s: float = Field(0.0, ge=0)
 
 

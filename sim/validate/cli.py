@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,12 +17,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from sim.cli_support import fail
+from sim.cli_support import OneLineGroup, fail
 from sim.errors import InputError
 from sim.validate.compare import Tolerances
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """Compare servesim's predictions with a live OpenAI-compatible server."""
 
@@ -90,6 +91,7 @@ def _load_and_replay(
     resolved = resolve(sc)
     workload = build_workload(resolved.workload, resolved.seed)
     out_dir = out_dir or Path("results") / f"validate-{sc.name}"
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / "measured_requests.jsonl"
     records_path.unlink(missing_ok=True)
@@ -106,7 +108,11 @@ def _load_and_replay(
             use_chat=use_chat,
             prompt_seed=secrets.randbelow(2**31) if prompt_seed is None else prompt_seed,
         )
-    except OSError as exc:
+    except (OSError, InputError) as exc:
+        if created:  # nothing was measured: leave no empty results folder behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        if isinstance(exc, InputError):
+            raise
         raise InputError(f"cannot reach {endpoint}: {exc}", "--endpoint") from None
     table, itl, counts = measured_table(load)
     summary = summarize(table, itl, counts, resolved.slo, duration_s=load.duration_s)

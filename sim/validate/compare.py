@@ -59,7 +59,12 @@ def compare(
     lost = failures_check(predicted, measured)
     if lost is not None and not lost["within"]:
         failed.append("failed requests")
-    verdict: dict = {"passed": not failed, "failed": failed, "tolerances": asdict(tol), "checked": len(checked)}
+    verdict: dict = {
+        "passed": not failed,
+        "failed": failed,
+        "tolerances": asdict(tol),
+        "checked": len(checked),
+    }
     if lost is not None:
         verdict["failures"] = lost
     return table, verdict
