@@ -133,6 +133,12 @@ def run_simulation(
         table, good_mask(table, resolved.slo), samples, summary["duration_s"], stalls
     )
     warnings = []
+    capped = int((table["success"] & (table["output_tokens"] < table["requested_output_tokens"])).sum())
+    if capped:
+        warnings.append(
+            f"{capped} requests asked for more output than max_model_len ({resolved.fleet.max_model_len}) leaves "
+            "after their prompt; vLLM caps such outputs, and so did the simulation"
+        )
     extrapolated = sum(s.extrapolated_steps for s in replica_stats)
     if extrapolated:
         total = sum(s.num_steps for s in replica_stats)
