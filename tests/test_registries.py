@@ -57,7 +57,9 @@ def test_a_runtime_must_serve_the_kind():
 
 
 def test_routers_and_policies_are_checked_against_their_registries():
-    with pytest.raises(InputError, match="unknown router 'random'; known: cheapest_first, least_kv, least_outstanding"):
+    with pytest.raises(
+        InputError, match="unknown router 'random'; known: cheapest_first, least_kv, least_outstanding"
+    ):
         load_scenario_dict(scenario_dict(fleet={"router": "random"}))
     scaler = {"policy": "cpu_load", "target": 1, "max_replicas": 2}
     with pytest.raises(InputError, match="unknown autoscaler policy 'cpu_load'"):

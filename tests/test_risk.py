@@ -116,3 +116,14 @@ def test_objective_counts_consecutive_breach_and_recovery():
     assert not ok.breached
     failed = judge(series, 1, ObjectiveSpec(window_s=10, min_attainment=0.4, max_breach_s=30))
     assert failed.breached and "failed" in failed.reason
+
+
+def test_intervals_stay_inside_the_metrics_range():
+    from sim.risk.stats import mean_interval
+    from sim.risk.study import metric_range
+
+    mean, low, high = mean_interval([0.70, 1.0, 1.0, 1.0], 0.95, metric_range("slo_attainment_all"))
+    assert mean == pytest.approx(0.925) and high == 1.0 and 0.0 <= low < mean
+    mean, low, high = mean_interval([0.0, 0.0, 0.0, 600.0], 0.95, metric_range("peak_waiting"))
+    assert low == 0.0 and high > mean
+    assert mean_interval([0.70, 1.0, 1.0, 1.0], 0.95)[2] > 1.0  # unbounded, the plain t interval passes 100%

@@ -139,8 +139,14 @@ class RooflineKind(CostModelKind):
                 provenance[name] = _entry_label(defaults[name])
         profile, path = inputs.profile, inputs.profile_path
         kernels = _attention_kernel(spec, inputs, provenance) if spec.attention == "kernel" else None
-        if profile is None or profile.steps is None:
-            # no profile, or a compile-only one (e.g. TPU AOT): the runtime takes its compile times
+        if profile is None or profile.steps is None or spec.steps == "roofline":
+            # no profile, a compile-only one, or the scenario keeps the roofline's steps: the runtime still
+            # takes the profile's compile times
+            if profile is not None and profile.steps is not None:
+                provenance["step_times"] = (
+                    "datasheet roofline (cost_model.steps: roofline; the profile's "
+                    f"{STEP_LABELS.get(profile.steps.provenance.method, 'measured')} steps are not used)"
+                )
             return CostSettings("roofline", factors, provenance, kernels=kernels)
         steps = profile.steps
         if steps.provenance.tool == "torch" or steps.provenance.method == "compiler-estimated":

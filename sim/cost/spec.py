@@ -20,6 +20,12 @@ class RooflineCost(StrictModel):
         description="kernel: price attention with the profile's measured kernel times (its kernels section) "
         "instead of the roofline's attention FLOPs and KV reads.",
     )
+    steps: Literal["profile", "roofline"] = Field(
+        "profile",
+        description="profile: a profile's step times replace the roofline's where it has them; roofline: keep "
+        "the datasheet roofline's even then (the profile still gives compile and start-up times) -- e.g. to "
+        "bracket a TPU profile whose compiler-estimated steps are known to be slow (docs/calibration.md).",
+    )
     memory_bandwidth_utilization: float | None = Field(None, gt=0, le=1)
     flops_utilization: float | None = Field(None, gt=0, le=1)
     step_overhead_s: float | None = Field(None, ge=0)

@@ -132,25 +132,38 @@ def print_sweep(sweep, console: Console, written: list | None = None) -> None:
 def print_study(study, console: Console, written: list | None = None) -> None:
     """The side-by-side table of a many-run study, with its failover risk."""
     from sim.report.study import side_by_side
+    from sim.report.verdict import verdict
 
     frame = side_by_side(study)
     step_times = dict(zip(frame["variant"], frame.pop("step times"), strict=True))  # a line below the table
     objective = study.base.monte_carlo.objective
-    table = Table(
-        title=f"{study.name}: {study.runs} run(s) per variant",
-        caption=f"simulated; mean [{study.confidence:.0%} CI] over runs; failover risk = P(windowed attainment "
+    title = f"{study.name}: {study.runs} run(s) per variant"
+    caption = (
+        f"simulated; mean [{study.confidence:.0%} CI] over runs; failover risk = P(windowed attainment "
         f"< {objective.min_attainment:.0%} for > {objective.max_breach_s:g} s"
         + (
             f" or > {objective.max_failed_requests} failed requests)"
             if objective.max_failed_requests is not None
             else ")"
-        ),
+        )
     )
-    for col in frame.columns:
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    for row in frame.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
-    console.print(table)
+    # A row per variant needs ~11 characters per metric; below that, each variant's numbers read down a
+    # column instead, and every header stays whole at 80 columns.
+    if console.width >= 12 * len(frame.columns):
+        table = Table(title=title, caption=caption)
+        for col in frame.columns:
+            table.add_column(col, justify="left" if col == "variant" else "right")
+        for row in frame.itertuples(index=False):
+            table.add_row(*[str(v) for v in row])
+        console.print(table)
+    else:
+        console.print(f"[bold]{title}[/bold]")
+        for row in frame.to_dict("records"):
+            console.print(f"[bold]{row.pop('variant')}[/bold]")
+            cells = [f"{name} {value}" for name, value in row.items() if name != "runs"]
+            for line in _pack(cells, console.width - 2):  # lines break between cells, never inside one
+                console.print("  " + line, no_wrap=True, overflow="ignore", markup=False)
+        console.print(caption)
     console.print("step times: " + "; ".join(f"{label} {source}" for label, source in step_times.items()))
     breaches = [d for d in study.digests if d.breached]
     for d in breaches[:5]:
@@ -161,6 +174,7 @@ def print_study(study, console: Console, written: list | None = None) -> None:
         console.print(f"... {len(breaches) - 5} more breaching runs in runs.csv")
     if written:
         console.print(f"results: {', '.join(str(p) for p in written)}")
+    console.print(f"[bold]Verdict:[/bold] {verdict(study)}")
 
 
 def _print_fleet(result, console: Console) -> None:
@@ -191,3 +205,14 @@ def _print_fleet(result, console: Console) -> None:
             f"{'-' if ttft is None else f'{ttft:.0f}'} ms, TPOT p50 {'-' if tpot is None else f'{tpot:.1f}'} ms, "
             f"{pool['replicas_started']} replicas, {pool['replica_seconds'] / 3600:.2f} replica-hours"
         )
+
+
+def _pack(cells: list[str], width: int) -> list[str]:
+    """Cells joined by " | " into lines of at most `width` characters (a longer cell gets a line of its own)."""
+    lines: list[str] = []
+    for cell in cells:
+        if lines and len(lines[-1]) + 3 + len(cell) <= width:
+            lines[-1] += " | " + cell
+        else:
+            lines.append(cell)
+    return lines

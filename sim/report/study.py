@@ -80,9 +80,8 @@ def side_by_side(study: Study) -> pd.DataFrame:
                 text += f" [{fmt.format(a['ci_low'])}, {fmt.format(a['ci_high'])}]"
             row[title] = text
         r = risk.loc[label]
-        row["failover risk"] = f"{r['risk']:.1%}" + (
-            f" [{r['ci_low']:.1%}, {r['ci_high']:.1%}]" if study.runs > 1 else ""
-        )
+        # the interval even for one run: a bare 0% or 100% from one seed would read as a certainty
+        row["failover risk"] = f"{r['risk']:.0%} [{r['ci_low']:.0%}, {r['ci_high']:.0%}]"
         rows.append(row)
     return pd.DataFrame(rows)
 

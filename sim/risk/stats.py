@@ -14,8 +14,12 @@ import numpy as np
 from scipy import stats
 
 
-def mean_interval(values, confidence: float) -> tuple[float, float, float]:
-    """(mean, low, high); low = high = mean for one run; NaNs are ignored."""
+def mean_interval(
+    values, confidence: float, bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> tuple[float, float, float]:
+    """(mean, low, high); low = high = mean for one run; NaNs are ignored. The Student-t interval is clipped
+    to `bounds`, the range the metric can take: an attainment interval never passes 100%, a queue length
+    never goes below 0."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     if len(x) == 0:
@@ -24,7 +28,8 @@ def mean_interval(values, confidence: float) -> tuple[float, float, float]:
     if len(x) == 1:
         return mean, mean, mean
     half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
+    low, high = bounds
+    return mean, max(low, mean - half), min(high, mean + half)
 
 
 def wilson_interval(successes: int, trials: int, confidence: float) -> tuple[float, float, float]:

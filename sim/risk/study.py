@@ -9,6 +9,7 @@ lengths and faults). Results never depend on the number of worker processes.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,7 @@ class Study:
             ds = self.of(label)
             for metric in ds[0].metrics:
                 values = np.array([d.metrics[metric] for d in ds], dtype=float)
-                mean, low, high = mean_interval(values, self.confidence)
+                mean, low, high = mean_interval(values, self.confidence, metric_range(metric))
                 finite = values[np.isfinite(values)]
                 p5, p50, p95 = np.percentile(finite, [5, 50, 95]) if len(finite) else (np.nan,) * 3
                 rows.append(
@@ -170,3 +171,12 @@ def run_study(
     labels = [f"{job.label or base.name} run {job.run}" for job in jobs_list]
     digests = executor.map(execute, jobs_list, labels=labels, progress=progress)
     return Study(base.name, base, [label for label, _ in variants], runs, mc.confidence, digests)
+
+
+FRACTIONS = ("slo_attainment_all", "spike_attainment", "prefix_cache_hit_rate")
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a run digest's metric can take: fractions lie in [0, 1]; every other headline metric (rates,
+    counts, times, hours, dollars) is non-negative."""
+    return (0.0, 1.0) if metric in FRACTIONS else (0.0, math.inf)
