@@ -123,3 +123,31 @@ def test_reports_render_in_headless_chromium(tmp_path):
             timeout=120,
         )
         assert shot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_study_reads_at_80_columns_and_ends_with_a_verdict(tmp_path):
+    import io
+    from pathlib import Path
+
+    import yaml
+    from rich.console import Console
+
+    from sim.report.console import print_study
+    from sim.risk.study import run_study
+    from tests.helpers import scenario_dict
+
+    data = scenario_dict(
+        num_requests=60,
+        fleet={"usd_per_chip_hour": 2.0},
+        variants={"small_fleet": {}, "bigger_fleet": {"fleet.replicas": 3}},
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    study = run_study(Path(path), runs=1, jobs=1)
+    out = io.StringIO()
+    print_study(study, Console(file=out, width=80, force_terminal=False))
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    verdict = text[text.index("Verdict:") :]
+    assert "SLO attainment over the run" in verdict and "1 run per variant" in verdict
+    assert "Cheapest per good request" in verdict and "kernel tables" in verdict
