@@ -109,6 +109,11 @@ def run_monte_carlo(path: str, runs: int) -> dict:
         "engine_steps": None,
         "steps_per_s": None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # each worker's peak after its first and after its last run: flat means no memory held across runs
+        "worker_peak_rss_mb": max(d.peak_rss_mb for d in study.digests),
+        "worker_peak_rss_first_runs_mb": max(
+            d.peak_rss_mb for d in study.digests[: max(1, len(study.digests) // 10)]
+        ),
         "simulated_s": None,
         "completed": None,
         "runs": len(study.digests),
@@ -188,6 +193,12 @@ def main(names: list[str]) -> None:
             ),
         )
     Console(width=140).print(table)
+    for r in rows:
+        if r.get("worker_peak_rss_mb") is not None:
+            print(
+                f"{r['name']}: worker peak RSS {r['worker_peak_rss_first_runs_mb']:.0f} MB after its first runs, "
+                f"{r['worker_peak_rss_mb']:.0f} MB after all {r['runs']} (the parent's: {r['peak_rss_mb']:.0f} MB)"
+            )
     out_dir = ROOT / "benchmarks" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(

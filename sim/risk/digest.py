@@ -39,6 +39,7 @@ class RunDigest:
     series_window_s: float
     time_to_ready_s: float | None  # a new replica's cold start in this variant
     step_times: str  # where the variant's step times come from (kernel tables, datasheet roofline, ...)
+    peak_rss_mb: float = 0.0  # the peak resident memory of the process that ran it, so far (set by execute)
 
 
 def digest(result: SimulationResult, label: str = "", run: int = 0) -> RunDigest:

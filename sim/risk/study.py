@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,9 @@ def execute(job: StudyJob) -> RunDigest:
     result = run_simulation(resolve(job.scenario), seed=job.seed)
     if job.write_dir is not None and job.write_run is not None:
         job.write_run(result, job.write_dir)
-    return digest(result, job.label, job.run)
+    out = digest(result, job.label, job.run)
+    out.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # a worker's, when in one
+    return out
 
 
 def expand_variants(path: Path, overrides=()) -> tuple[Scenario, list[tuple[str, Scenario]]]:
