@@ -21,7 +21,11 @@ pytest.importorskip("transformers", reason="the torch method needs transformers"
 
 
 def calibrate(*args):
-    return CliRunner().invoke(calibrate_main, [str(a) for a in args], catch_exceptions=False)
+    """calibrate as a user runs it, writing the profile whatever its fit: these tests check what a real (and,
+    on a busy 2-core host, noisy) measurement writes; the fit-quality gate has its own test."""
+    return CliRunner().invoke(
+        calibrate_main, [*(str(a) for a in args), "--accept-poor-fit"], catch_exceptions=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +230,7 @@ def test_vllm_engine_steps_on_cpu(tmp_path):
             "--method",
             "vllm",
             "--quick",
+            "--accept-poor-fit",
             "--out",
             str(out),
         ],

@@ -72,6 +72,7 @@ def test_endpoint_calibration_feeds_simulate(live_server, tmp_path):
             "--max-model-len",
             "512",
             "--quick",
+            "--accept-poor-fit",
             "--out",
             str(out),
         ],
