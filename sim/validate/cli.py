@@ -12,6 +12,7 @@ import secrets
 import shutil
 import sys
 from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -64,18 +65,23 @@ def _common(f):
     return f
 
 
-def _load_and_replay(
-    scenario,
-    endpoint,
-    overrides,
-    out_dir,
-    max_concurrency,
-    warmup,
-    timeout_s,
-    max_duration,
-    use_chat,
-    prompt_seed,
-):
+@dataclass(frozen=True)
+class ReplayOptions:
+    """The options bench and run share (see _common): what to replay, against which server, and how."""
+
+    scenario: Path
+    endpoint: str
+    out_dir: Path | None
+    overrides: tuple[str, ...]
+    max_concurrency: int | None
+    warmup: int
+    timeout_s: float
+    max_duration: float | None
+    use_chat: bool
+    prompt_seed: int | None
+
+
+def _load_and_replay(opts: ReplayOptions):
     from sim.live.client import check_endpoint
     from sim.live.loadgen import replay
     from sim.loader import load_scenario
@@ -84,13 +90,14 @@ def _load_and_replay(
     from sim.traffic.workload import build_workload
     from sim.validate.measured import measured_table
 
+    endpoint, max_concurrency, overrides = opts.endpoint, opts.max_concurrency, opts.overrides
     check_endpoint(endpoint)
     if max_concurrency is not None:  # the prediction's clients are capped as the load generator's are
         overrides = (*overrides, f"workload.max_concurrency={max_concurrency}")
-    sc = load_scenario(scenario, overrides)
+    sc = load_scenario(opts.scenario, overrides)
     resolved = resolve(sc)
     workload = build_workload(resolved.workload, resolved.seed)
-    out_dir = out_dir or Path("results") / f"validate-{sc.name}"
+    out_dir = opts.out_dir or Path("results") / f"validate-{sc.name}"
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / "measured_requests.jsonl"
@@ -101,12 +108,12 @@ def _load_and_replay(
             workload,
             vocab_size=resolved.model.vocab_size,
             max_concurrency=max_concurrency,
-            warmup=warmup,
-            timeout_s=timeout_s,
-            max_duration_s=max_duration,
+            warmup=opts.warmup,
+            timeout_s=opts.timeout_s,
+            max_duration_s=opts.max_duration,
             records_path=records_path,
-            use_chat=use_chat,
-            prompt_seed=secrets.randbelow(2**31) if prompt_seed is None else prompt_seed,
+            use_chat=opts.use_chat,
+            prompt_seed=secrets.randbelow(2**31) if opts.prompt_seed is None else opts.prompt_seed,
         )
     except (OSError, InputError) as exc:
         if created:  # nothing was measured: leave no empty results folder behind
@@ -142,32 +149,10 @@ def _load_and_replay(
 
 @main.command()
 @_common
-def bench(
-    scenario,
-    endpoint,
-    out_dir,
-    overrides,
-    max_concurrency,
-    warmup,
-    timeout_s,
-    max_duration,
-    use_chat,
-    prompt_seed,
-):
+def bench(**common):
     """Load-test ENDPOINT with SCENARIO's workload; write the harness's summary.json and every request."""
     try:
-        *_, measured_doc, out = _load_and_replay(
-            scenario,
-            endpoint,
-            overrides,
-            out_dir,
-            max_concurrency,
-            warmup,
-            timeout_s,
-            max_duration,
-            use_chat,
-            prompt_seed,
-        )
+        *_, measured_doc, out = _load_and_replay(ReplayOptions(**common))
     except InputError as err:
         fail(str(err))
     (out / "summary.json").write_text(json.dumps(measured_doc, indent=2, default=float) + "\n")
@@ -186,44 +171,19 @@ def bench(
 @click.option("--p99-tolerance", type=float, default=0.20, show_default=True)
 @click.option("--goodput-tolerance", type=float, default=0.10, show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when the verdict fails.")
-def run(
-    scenario,
-    endpoint,
-    out_dir,
-    overrides,
-    max_concurrency,
-    warmup,
-    timeout_s,
-    max_duration,
-    use_chat,
-    prompt_seed,
-    profile,
-    p50_tolerance,
-    p99_tolerance,
-    goodput_tolerance,
-    strict,
-):
+def run(profile, p50_tolerance, p99_tolerance, goodput_tolerance, strict, **common):
     """Replay SCENARIO against ENDPOINT and through the simulator; report predicted vs measured."""
     from sim.document import summary_document
     from sim.run import run_simulation
     from sim.validate.compare import Tolerances, compare
     from sim.validate.report import plot_validation, write_validation
 
+    opts = ReplayOptions(**common)
     if profile:
-        overrides = (*overrides, f"profile={Path(profile).resolve()}")
+        opts = replace(opts, overrides=(*opts.overrides, f"profile={Path(profile).resolve()}"))
+    endpoint = opts.endpoint
     try:
-        sc, resolved, workload, load, measured, m_summary, measured_doc, out = _load_and_replay(
-            scenario,
-            endpoint,
-            overrides,
-            out_dir,
-            max_concurrency,
-            warmup,
-            timeout_s,
-            max_duration,
-            use_chat,
-            prompt_seed,
-        )
+        sc, resolved, workload, load, measured, m_summary, measured_doc, out = _load_and_replay(opts)
         sent = len(load.records)
         if sent < workload.num_requests:  # --max-duration cut the replay: simulate what was sent
             from sim.traffic.workload import Workload
