@@ -354,10 +354,6 @@ def startup(launch_cmd, endpoint, cache, shapes, ready_timeout, out_file, profil
         console.print(f"added to {profile} (startup, {cache})")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _prefix_cache_line(counters: tuple[float, float] | None, seed: int) -> str:
     """What the server's prefix cache did during the run (its /metrics counters), for the report."""
     if counters is None:
@@ -369,3 +365,7 @@ def _prefix_cache_line(counters: tuple[float, float] | None, seed: int) -> str:
         f"tokens ({rate:.1%}) during the run"
         + (" -- the prediction assumes none: compare with care." if rate > 0.01 else ".")
     )
+
+
+if __name__ == "__main__":
+    main()
