@@ -38,6 +38,8 @@ class KVTransfer:
 class RequestPhases(ABC):
     """Which pool a request goes to next, and what it carries there."""
 
+    splits: bool  # whether a request can move between pools (False: nothing to look for as requests end)
+
     @abstractmethod
     def begin(self, req: RequestState) -> None:
         """A new request, about to be routed for the first time."""
@@ -66,6 +68,8 @@ class RequestPhases(ABC):
 class OnePhase(RequestPhases):
     """Aggregated serving: a request runs start to end on one replica of any pool."""
 
+    splits = False
+
     def begin(self, req: RequestState) -> None:
         return None
 
@@ -87,6 +91,8 @@ class OnePhase(RequestPhases):
 
 class PrefillThenDecode(RequestPhases):
     """Disaggregated serving: the prompt on the prefill pool, then the output on the decode pool."""
+
+    splits = True
 
     def __init__(self, prefill_pool: int, decode_pool: int, transfer: KVTransfer):
         self.prefill_pool, self.decode_pool, self.transfer = prefill_pool, decode_pool, transfer

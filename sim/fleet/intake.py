@@ -306,13 +306,14 @@ class RequestIntake:
         """Requests that completed or failed (replicas report theirs here). A conversation goes on with its
         next turn after a completed one; after a failed one its remaining turns fail too (never sent). A
         request that finished its prefill on a disaggregated fleet is not over: it goes on to the decode pool."""
-        handed = [r for r in reqs if r.status == Status.FINISHED and self.phases.hands_off(r)]
-        if handed:
+        if self.phases.splits:
+            handed = [r for r in reqs if r.status == Status.FINISHED and self.phases.hands_off(r)]
             for req in handed:
                 self.env.process(self._hand_off(req))
-            reqs = [r for r in reqs if not (r.status == Status.FINISHED and self.phases.hands_off(r))]
-            if not reqs:
-                return
+            if handed:
+                reqs = [r for r in reqs if r not in handed]
+                if not reqs:
+                    return
         self.num_ended += len(reqs)
         if self._next_turn is not None:
             for req in reqs:
