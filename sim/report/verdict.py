@@ -65,9 +65,12 @@ def verdict(study: Study) -> str:
 
 def _difference(study: Study, best: str, rest: list[str]) -> str:
     """What the gap follows: a slower time to a new ready replica, failed requests, or neither."""
-    ready = {label: next((d.time_to_ready_s for d in study.of(label)), None) for label in [best, *rest]}
-    worse = [label for label in rest if ready[label] is not None and ready[best] is not None]
-    slower = [label for label in worse if ready[label] > ready[best] * 1.2]  # type: ignore[operator]
+    ready: dict[str, float] = {}
+    for label in [best, *rest]:
+        start = next((d.time_to_ready_s for d in study.of(label)), None)
+        if start is not None:
+            ready[label] = start
+    slower = [label for label in rest if best in ready and ready.get(label, 0.0) > ready[best] * 1.2]
     if slower:
         times = ", ".join(f"{ready[label]:.0f} s ({_name(study, label)})" for label in slower)
         return f"The gap follows the time to a new ready replica: {ready[best]:.0f} s against {times}."
