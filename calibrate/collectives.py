@@ -93,9 +93,19 @@ def measure_allreduce(
     record = store.get(key)
     if record is None:
         with tempfile.TemporaryDirectory() as out_dir:
-            mp.spawn(
-                _worker, args=(ranks, _free_port(), backend, sizes, 5 if quick else 20, out_dir), nprocs=ranks
+            workers = mp.spawn(
+                _worker,
+                args=(ranks, _free_port(), backend, sizes, 5 if quick else 20, out_dir),
+                nprocs=ranks,
+                join=False,
             )
+            try:
+                while not workers.join():
+                    pass
+            finally:  # a killed or timed-out calibrate takes its rank processes with it
+                for process in workers.processes:
+                    if process.is_alive():
+                        process.terminate()
             import json
 
             with open(os.path.join(out_dir, "result.json")) as fh:

@@ -171,7 +171,7 @@ def measure_steps(
     )
 
     layer_r2 = _layer_check(timer, grid, store, point_timeout, on_point)
-    micro = _microbenchmarks(device, dtype, device_kind, store, on_point)
+    micro = _microbenchmarks(device, dtype, device_kind, store, on_point, quick)
     notes = f"random weights, {dtype}, depths {depths} extrapolated to {arch.num_layers} layers"
     if skipped:
         notes += f"; not measured: {', '.join(skipped)}"
@@ -211,18 +211,23 @@ def _layer_check(timer: StepTimer, grid, store: PointStore, point_timeout, on_po
     return worst
 
 
-def _microbenchmarks(device, dtype, device_kind: str, store: PointStore, on_point) -> MicroBenchmarks:
+def _microbenchmarks(
+    device, dtype, device_kind: str, store: PointStore, on_point, quick: bool = False
+) -> MicroBenchmarks:
+    """Peak matmul rate and copy bandwidth; --quick times the smaller sizes only (a 2048^3 float32 matmul
+    alone takes seconds on a busy CPU)."""
     torch = require_torch()
     record = store.get("micro")
     if record is None:
         sync = torch.cuda.synchronize if device.type == "cuda" else None
         best = 0.0
-        for n in (512, 1024, 2048) if device.type == "cpu" else (4096, 8192):
+        sizes = (512, 1024, 2048) if device.type == "cpu" else (4096, 8192)
+        for n in sizes[:2] if quick else sizes:
             a = torch.randn(n, n, device=device, dtype=dtype)
             b = torch.randn(n, n, device=device, dtype=dtype)
             t = median_time(partial(torch.matmul, a, b), repeats=3, sync=sync)
             best = max(best, 2 * n**3 / t / 1e12)
-        size = 256 * 2**20  # bytes
+        size = (64 if quick else 256) * 2**20  # bytes
         src = torch.empty(size // 2, device=device, dtype=torch.float16)
         dst = torch.empty_like(src)
         t = median_time(lambda: dst.copy_(src), repeats=5, sync=sync)
