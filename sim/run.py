@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from sim.cost.base import DeviceTimeModel, StepCostModel
+from sim.cost.base import DeviceTimeModel, StepBatch, StepCostModel
 from sim.cost.speculative import SpeculativeStepCost
 from sim.fleet.autoscaler import Autoscaler
 from sim.fleet.fleet import Fleet, PoolParts
@@ -232,6 +232,10 @@ def _pool_parts(pool: ResolvedPool, seed: int, workload: Workload) -> _Pool:
         max_num_seqs=resolved.engine.max_num_seqs,
         weight=pool.weight,
         spill_waiting=pool.spill_waiting,
+        spill_ttft_s=spill_ttft / 1e3 if (spill_ttft := resolved.scenario.fleet.spill_ttft_ms) else None,
+        prefill_tokens_per_s=_prefill_rate(price_steps, resolved.engine.max_num_batched_tokens)
+        if spill_ttft
+        else 0.0,
     )
     parts = PoolParts(info, resolved.fleet, scheduler_config, price_steps, new_replica_start)
     return _Pool(parts, startup, cost_model_name)
@@ -284,3 +288,11 @@ def _ttft_parts(requests: list[RequestState]) -> dict:
         out[f"{name}_ms_median"] = float(np.median(values) * 1e3) if len(values) else None
         out[f"{name}_ms_p99"] = float(np.percentile(values, 99) * 1e3) if len(values) else None
     return out
+
+
+def _prefill_rate(price_steps: Callable[[int], StepCostModel], budget: int) -> float:
+    """A replica's prefill tokens per second at a full token budget (one prompt chunk of `budget` tokens,
+    compile stalls left out), from a step-cost model made for the purpose (an id no replica has)."""
+    cost = price_steps(2**31 - 1).step_cost(StepBatch(0, 0, (budget,), (budget,), 1))
+    seconds = cost.seconds - cost.compile_stall_s
+    return budget / seconds if seconds > 0 else 0.0

@@ -135,3 +135,36 @@ def test_bad_pools_exit_2_with_one_line(tmp_path, pools, message):
     result = CliRunner().invoke(simulate_main, [str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_spill_over_on_predicted_ttft(tmp_path):
+    # constant 10 ms steps of at most 64 tokens: the base pool prefills 6,400 tokens/s, so a 10 ms TTFT bound
+    # admits a request while the tokens queued there, its own included, are at most 64
+    trace = write_trace(tmp_path / "t.csv", [(0.0, 40, 2)] * 3)
+    data = trace_scenario(trace, step_s=STEP_S, engine={"max_num_seqs": 4, "max_num_batched_tokens": 64})
+    data["fleet"] = {"router": "spill_over"}
+    data["pools"] = {"base": {"fleet.spill_ttft_ms": 10}, "burst": {"fleet.replicas": 2}}
+    result = simulate_dict(data)
+    pools = {p["pool"]: p["completed"] for p in result.fleet_log["pools"]}
+    assert pools == {"base": 1, "burst": 2}  # 40 tokens fit the bound; 80 would not
+
+
+def test_pending_prefill_tokens_follow_admission_chunks_and_preemption():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sim.replica.request import RequestState
+    from sim.replica.scheduler import Scheduler, SchedulerConfig
+    from tests.helpers import drive
+
+    @settings(max_examples=30, deadline=None)
+    @given(prompts=st.lists(st.integers(1, 200), min_size=1, max_size=20), outputs=st.integers(1, 30))
+    def story(prompts, outputs):
+        scheduler = Scheduler(
+            SchedulerConfig(max_num_seqs=4, max_num_batched_tokens=48, block_size=8, num_blocks=40)
+        )
+        requests = [RequestState(i, 0.001 * i, p, outputs) for i, p in enumerate(prompts)]
+        drive(scheduler, requests, STEP_S)  # check_invariants recounts pending_prefill_tokens every step
+        assert scheduler.pending_prefill_tokens == 0
+
+    story()

@@ -232,7 +232,7 @@ class RequestIntake:
             self._hold(req)
             return
         session = int(self.sessions[req.req_id]) if self.sessions is not None else -1
-        query = RouteQuery(session, req.block_hashes)
+        query = RouteQuery(session, req.block_hashes, req.num_tokens - req.num_computed_tokens)
         avoid = self._avoid.pop(req.req_id, None)
         if avoid is not None and len(candidates) > 1:
             candidates = [r for r in candidates if r.replica_id != avoid] or candidates

@@ -17,6 +17,13 @@ class PoolInfo:
     max_num_seqs: int  # requests one replica runs at once: a replica below it has headroom
     weight: float = 1.0  # share of requests the weighted router sends here (fleet.pool_weight)
     spill_waiting: int = 0  # the spill_over router passes this pool by above this many waiting
+    spill_ttft_s: float | None = None  # ... or, when set, above this predicted TTFT
+    prefill_tokens_per_s: float = 0.0  # a replica's prefill rate at a full token budget (predicted TTFT)
+
+    def predicted_ttft_s(self, pending_tokens: int) -> float:
+        """How long a replica with `pending_tokens` prompt tokens to compute (this request's included) takes
+        to reach the end of them, at the pool's full-budget prefill rate."""
+        return pending_tokens / self.prefill_tokens_per_s if self.prefill_tokens_per_s else float("inf")
 
     @property
     def usd_per_replica_hour(self) -> float:

@@ -28,6 +28,7 @@ class RouteQuery:
 
     session: int
     block_hashes: list[int] | None = None
+    prompt_tokens: int = 0  # tokens the request brings to compute (for a predicted TTFT)
 
 
 class Router(ABC):
@@ -159,14 +160,21 @@ class CheapestFirstRouter(Router):
 
 class SpillOverRouter(Router):
     """Pools in the scenario's order: a request goes to the first pool whose least busy replica has at most
-    its `fleet.spill_waiting` requests waiting (queued, not yet running); when every pool is past that, to
-    the replica with the fewest waiting. The first pool is the base, the rest absorb what it would queue."""
+    its `fleet.spill_waiting` requests waiting (queued, not yet running) -- or, with `fleet.spill_ttft_ms`,
+    whose predicted TTFT there is within it: the prompt tokens queued ahead plus its own, over the pool's
+    prefill rate at a full token budget. When every pool is past its bound, the replica with the fewest
+    waiting. The first pool is the base, the rest absorb what it would queue."""
 
     def choose(self, replicas: Sequence[Replica], query: RouteQuery) -> Replica:
         best = _least_busy_by_pool(replicas)
         for p in sorted(best):
-            if best[p].scheduler.num_waiting <= self.pools[p].spill_waiting:
-                return best[p]
+            pool, replica = self.pools[p], best[p]
+            if pool.spill_ttft_s is not None:
+                pending = replica.scheduler.pending_prefill_tokens + query.prompt_tokens
+                if pool.predicted_ttft_s(pending) <= pool.spill_ttft_s:
+                    return replica
+            elif replica.scheduler.num_waiting <= pool.spill_waiting:
+                return replica
         return min(best.values(), key=lambda r: (r.scheduler.num_waiting, r.pool))
 
 

@@ -108,6 +108,13 @@ class FleetSpec(StrictModel):
         description="spill_over router: this pool takes requests while its least busy replica has at most "
         "this many waiting; past it they go to the next pool (see pools).",
     )
+    spill_ttft_ms: float | None = Field(
+        None,
+        gt=0,
+        description="spill_over router, instead of spill_waiting: this pool takes a request while its predicted "
+        "TTFT there (prompt tokens queued ahead plus its own, over the pool's full-budget prefill rate) is "
+        "within this many ms.",
+    )
 
 
 # ---- autoscaler ---------------------------------------------------------------------------------------

@@ -99,11 +99,15 @@ class Scheduler:
         # Totals for accounting and tests:
         self.num_preemptions = 0
         self.num_computed_tokens_total = 0
+        # Prompt tokens still to compute, waiting and prefilling requests together: what a request routed
+        # here now queues behind (a router's predicted TTFT reads it).
+        self.pending_prefill_tokens = 0
 
     # ---- queue ---------------------------------------------------------------------------------------
     def add_request(self, req: RequestState) -> None:
         self.waiting.append(req)
         self.num_waiting += 1
+        self.pending_prefill_tokens += req.num_tokens - req.num_computed_tokens
 
     @property
     def num_running(self) -> int:
@@ -187,8 +191,10 @@ class Scheduler:
         if req.status == Status.DECODE:
             self._leave_decode(req, step)
             self._close_segment(req, step - 1)
+            self.pending_prefill_tokens += req.num_tokens  # all of it, recomputed
         else:
             self.prefilling.pop()
+            self.pending_prefill_tokens += req.num_computed_tokens  # what it had computed, again
         self._release(req)
         req.num_recomputed_tokens += req.num_computed_tokens
         req.num_computed_tokens = 0
@@ -311,6 +317,7 @@ class Scheduler:
                 self._loaded_blocks += loaded
             waiting.popleft()
             self.num_waiting -= 1
+            self.pending_prefill_tokens -= computed  # cached or delivered: never computed here
             if req.num_cached_tokens < 0:
                 req.num_cached_tokens = 0 if external else computed
             req.num_blocks = hits + need
@@ -337,6 +344,7 @@ class Scheduler:
         caching = self.config.enable_prefix_caching
         for req, n in zip(plan.prefill_reqs, plan.prefill_tokens, strict=True):
             req.num_computed_tokens += n
+            self.pending_prefill_tokens -= n
             if caching and req.block_hashes is not None:
                 self._offer_full_blocks(req)
             if req.num_computed_tokens < req.num_tokens:
@@ -441,6 +449,7 @@ class Scheduler:
         """Drop a request the client gave up on, freeing what it holds (vLLM aborts on disconnect)."""
         if req.status == Status.WAITING:
             self.num_waiting -= 1  # removed lazily from the deque
+            self.pending_prefill_tokens -= req.num_tokens - req.num_computed_tokens
         elif req.status == Status.DECODE:
             self._leave_decode(req, self.step_index)
             self._close_segment(req, self.step_index - 1)
@@ -448,6 +457,7 @@ class Scheduler:
             self._release(req)
         elif req.status == Status.PREFILL:
             self.prefilling.remove(req)
+            self.pending_prefill_tokens -= req.num_tokens - req.num_computed_tokens
             del self.running[req.req_id]
             self._release(req)
         else:
@@ -483,3 +493,8 @@ class Scheduler:
         statuses = [r.status for r in self.running.values()]
         assert statuses == sorted(statuses, key=lambda s: s != Status.DECODE), "decodes must precede prefills"
         assert sum(1 for r in self.waiting if r.status == Status.WAITING) == self.num_waiting
+        pending = sum(
+            r.num_tokens - r.num_computed_tokens for r in self.waiting if r.status == Status.WAITING
+        )
+        pending += sum(r.num_tokens - r.num_computed_tokens for r in self.prefilling)
+        assert pending == self.pending_prefill_tokens, (pending, self.pending_prefill_tokens)
