@@ -159,3 +159,20 @@ def test_scale_down_without_drain_kills_a_replica_mid_run():
     reference = run_simulation(resolved, event_skipping=False)
     assert_identical(fast, reference)
     assert (fast.table["attempts"] > 1).any()  # the case exercises what it says
+
+
+def test_a_finished_runs_objects_do_not_outlive_the_next_run():
+    """A study worker runs simulation after simulation: each run's object graph is cyclic (replicas, SimPy
+    processes, requests), so the next run collects it rather than leaving it to CPython's deferred full
+    collections (which let a worker grow by tens of MB per run)."""
+    import gc
+
+    from sim.replica.replica import Replica
+
+    resolved = resolve(load_scenario_dict(scenario_dict(fleet={"replicas": 3}, num_requests=60)))
+    first = run_simulation(resolved)
+    del first
+    second = run_simulation(resolved)
+    alive = sum(1 for o in gc.get_objects() if isinstance(o, Replica))
+    assert alive <= 3, f"{alive} replicas alive: the first run's were not collected"
+    assert second.summary["completed"] == 60
