@@ -6,7 +6,7 @@
   single_replica_10k / _100k  llama-3.1-8b on h100, fixed 512 -> 256, Poisson 10 req/s (the Vidur setup)
   fleet8_100k                 8 replicas, ShareGPT-like lengths, 80 req/s
   fleet64_1m                  64 replicas, ShareGPT-like lengths, 640 req/s, 1M requests
-  flash_spike_mc              scenarios/flash_spike.yaml (3 variants) x 100 Monte Carlo runs on 2 processes
+  flash_spike_mc              scenarios/flash_spike.yaml (its 4 variants) x 100 Monte Carlo runs on 2 processes
   xla_buckets                 8 TPU v6e replicas, bucket padding, precompile skipped (compile-on-miss path)
 
 Each benchmark runs in a fresh subprocess so its peak RSS is its own (for flash_spike_mc: the parent's;
