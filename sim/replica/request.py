@@ -8,6 +8,7 @@ come from the replica's array of step end times. Preemption or an abort closes a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from enum import IntEnum
 
 
@@ -89,7 +90,7 @@ class RequestState:
         self.num_cached_tokens = -1
         # Speculative decoding: output tokens emitted after each of the current decode stretch's steps
         # (cumulative, [0] = 0), drawn when it joins the decode set, and the KV blocks it held then.
-        self.spec_emitted: list[int] = []
+        self.spec_emitted: Sequence[int] = ()  # shared empty tuple: no list per request without speculation
         self.spec_join_blocks = 0
         # Prefill/decode disaggregation (sim/fleet/disaggregation.py): prompt tokens whose KV a connector
         # delivered (computed on admission), the output a request in its prefill phase will ask of the decode
