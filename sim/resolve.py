@@ -108,7 +108,7 @@ class ResolvedScenario:
     def build_drafter(self) -> DeviceTimeModel | None:
         """The speculative proposer's device-time model (None: no proposer on the device)."""
         plan = self.speculative
-        if plan is None or plan.drafter is None or plan.drafter_cost is None:
+        if plan is None or plan.drafter is None or plan.drafter_cost is None:  # ngram: host-side
             return None
         model = build_step_model(plan.drafter_cost, plan.drafter, self.hardware, self.tp, self.link)
         assert isinstance(model, DeviceTimeModel)
@@ -373,7 +373,7 @@ EAGLE_DEFAULT_ACCEPTANCE = 0.55  # docs/references.md#speculative-decoding
 
 
 def _speculative(
-    sc: Scenario, arch: ModelArchitecture, hw: HardwareSpec, engine, cost_inputs: CostInputs, prov: dict
+    sc: Scenario, arch: ModelArchitecture, engine, cost_inputs: CostInputs, prov: dict
 ) -> SpeculativePlan | None:
     spec = sc.engine.speculative
     if spec is None:
@@ -502,7 +502,7 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         profile_path=profile_path,
     )
     cost = resolve_cost(sc.cost_model, cost_inputs)
-    speculative = _speculative(sc, arch, hw, engine, cost_inputs, prov)
+    speculative = _speculative(sc, arch, engine, cost_inputs, prov)
     if profile is not None and profile_path is not None:
         on = hardware_name if isinstance(sc.hardware, str) else None
         check_profile_matches(
